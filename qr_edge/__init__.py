@@ -1,0 +1,45 @@
+"""qr-edge: offline multi-turn query rewriting on llama.cpp.
+
+>>> from qr_edge import Rewriter
+>>> Rewriter().rewrite([{"role": "user", "content": "..."}, ...]).rewrite
+"""
+
+from .errors import (
+    ContextOverflowError,
+    InputFileError,
+    InvalidConversationError,
+    MissingExtraError,
+    ModelLoadError,
+    ModelNotFoundError,
+    QrEdgeError,
+)
+from .examples import FewShotExample, load_examples
+from .guard import LeakageGuard
+from .messages import Message, parse_messages
+from .prompt import PROMPT_FORMAT_VERSION, PromptBuilder
+from .result import Decision, GateVerdict, RewriteResult, Timings
+from .rewriter import Rewriter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PROMPT_FORMAT_VERSION",
+    "ContextOverflowError",
+    "Decision",
+    "FewShotExample",
+    "GateVerdict",
+    "InputFileError",
+    "InvalidConversationError",
+    "LeakageGuard",
+    "Message",
+    "MissingExtraError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "PromptBuilder",
+    "QrEdgeError",
+    "RewriteResult",
+    "Rewriter",
+    "Timings",
+    "load_examples",
+    "parse_messages",
+]

@@ -1,0 +1,44 @@
+"""The ``qr-edge`` command: a thin layer over the library. Each command group has its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import QrEdgeError
+from . import rewrite as _rewrite
+
+app = typer.Typer(
+    name="qr-edge",
+    help="Offline multi-turn query rewriting on llama.cpp.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("rewrite")(_rewrite.rewrite)
+
+
+@app.callback()
+def _root() -> None:
+    """Offline multi-turn query rewriting on llama.cpp."""
+
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: typed errors become one line on stderr and a non-zero exit code, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except QrEdgeError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: typer shows them the way click does
+        show = getattr(exc, "show", None)
+        show() if show else err_console.print(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,213 @@
+"""The only module that talks to llama.cpp: tokens in, tokens out, with the KV cache kept warm.
+
+Prefix reuse has two layers:
+- within the live context, a new prompt reuses the longest common token prefix with the last one
+  (llama-cpp-python's ``generate`` does this);
+- the stable prefix of each prompt kind (task + examples of the rewrite prompt, each gate task) is
+  snapshotted once with ``save_state`` and restored with ``load_state`` when a call switches kind,
+  so the gate prompts and the rewrite prompt never re-evaluate each other's long system part.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .chat_template import ChatTemplate
+from .errors import ContextOverflowError, ModelLoadError, ModelNotFoundError
+from .prompt import RenderedPrompt
+from .result import Timings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llama_cpp import Llama
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    timings: Timings
+
+
+def _common_prefix(a: Any, b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0]) if diff.size else n
+
+
+class LlamaEngine:
+    """A loaded GGUF model with a bounded cache of saved prefix states. Thread-safe: one call at a time."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        seed: int = 0,
+        max_saved_prefixes: int = 4,
+        verbose: bool = False,
+    ) -> None:
+        if not os.path.isfile(model_path):
+            raise ModelNotFoundError(f"model file not found: {model_path}")
+        import llama_cpp  # imported here: it loads the shared library and sets a log hook
+
+        try:
+            self._llm: Llama = llama_cpp.Llama(
+                model_path=model_path,
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 1,
+                n_gpu_layers=n_gpu_layers,
+                seed=seed,
+                logits_all=False,
+                verbose=verbose,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {model_path}: {exc}") from None
+        self._llama_cpp = llama_cpp
+        self.model_path = model_path
+        self.metadata: dict[str, str] = dict(self._llm.metadata)
+        self.n_ctx = self._llm.n_ctx()
+        self._lock = threading.RLock()
+        self._saved: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._max_saved = max_saved_prefixes
+        self._prefix_tokens: dict[str, list[int]] = {}
+        vocab = self._llm._model
+        bos_id = vocab.token_bos()
+        self._bos_text = vocab.token_get_text(bos_id) if bos_id >= 0 else ""
+        eos_id = vocab.token_eos()
+        self.chat_template = ChatTemplate(
+            self.metadata.get("tokenizer.chat_template"),
+            bos_token=self._bos_text,
+            eos_token=vocab.token_get_text(eos_id) if eos_id >= 0 else "",
+            name=os.path.basename(model_path),
+        )
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("general.name") or os.path.basename(self.model_path)
+
+    # -- tokens ----------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        """Tokenize rendered template text: special tokens parsed, BOS added only if the model wants it and the text lacks it."""
+        add_bos = not (self._bos_text and text.startswith(self._bos_text))
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def token_ids(self, word: str) -> list[int]:
+        return self._llm.tokenize(word.encode("utf-8"), add_bos=False, special=False)
+
+    def _stable_len(self, prompt: RenderedPrompt, tokens: list[int]) -> int:
+        if not prompt.stable_prefix:
+            return 0
+        prefix = self._prefix_tokens.get(prompt.stable_prefix)
+        if prefix is None:
+            prefix = self.tokenize(prompt.stable_prefix)
+            if len(self._prefix_tokens) > 16:
+                self._prefix_tokens.clear()
+            self._prefix_tokens[prompt.stable_prefix] = prefix
+        return min(_common_prefix(prefix, tokens), len(tokens) - 1)
+
+    # -- KV cache --------------------------------------------------------------------------------
+    def _prepare(self, tokens: list[int], stable: int) -> int:
+        """Bring the context to the longest cached prefix of ``tokens``; return how many tokens are reused."""
+        llm = self._llm
+        reused = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+        best = None
+        for key in self._saved:
+            if len(key) > reused and len(key) <= len(tokens) and tuple(tokens[: len(key)]) == key:
+                if best is None or len(key) > len(best):
+                    best = key
+        if best is not None:
+            llm.load_state(self._saved[best])
+            self._saved.move_to_end(best)
+            reused = len(best)
+        if stable > 0:
+            key = tuple(tokens[:stable])
+            if key not in self._saved:
+                # Evaluate up to the end of the stable prefix and snapshot it for the next switch.
+                keep = min(reused, stable)
+                llm.n_tokens = keep
+                llm.eval(tokens[keep:stable])
+                self._saved[key] = llm.save_state()
+                if len(self._saved) > self._max_saved:
+                    self._saved.popitem(last=False)
+            else:
+                self._saved.move_to_end(key)
+        return min(reused, len(tokens) - 1)
+
+    def _check_fits(self, n_prompt: int, max_tokens: int) -> None:
+        if n_prompt + max_tokens > self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt of {n_prompt} tokens plus {max_tokens} to generate exceeds the context of {self.n_ctx} tokens"
+            )
+
+    # -- calls -----------------------------------------------------------------------------------
+    def generate(self, prompt: RenderedPrompt, max_tokens: int, temperature: float = 0.0) -> Generation:
+        """Greedy (or sampled) continuation of ``prompt`` up to its stop tag, end of generation or ``max_tokens``."""
+        stop = prompt.stop
+        with self._lock:
+            start = time.perf_counter()
+            tokens = self.tokenize(prompt.text)
+            self._check_fits(len(tokens), max_tokens)
+            reused = self._prepare(tokens, self._stable_len(prompt, tokens))
+            llm = self._llm
+            vocab = llm._model.vocab
+            out: list[int] = []
+            text = ""
+            first_at = None
+            for token in llm.generate(tokens, temp=temperature, top_k=40 if temperature > 0 else 1, reset=True):
+                if first_at is None:
+                    first_at = time.perf_counter()
+                if self._llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                out.append(token)
+                text = llm.detokenize(out).decode("utf-8", errors="ignore")
+                if stop in text or len(out) >= max_tokens:
+                    break
+            end = time.perf_counter()
+        first_at = first_at or end
+        timings = Timings(
+            prompt_tokens=len(tokens),
+            prompt_tokens_reused=reused,
+            prompt_tokens_evaluated=len(tokens) - reused,
+            generated_tokens=len(out),
+            model_calls=1,
+            prompt_ms=(first_at - start) * 1000,
+            generation_ms=(end - first_at) * 1000,
+        )
+        return Generation(text=text.split(stop, 1)[0], timings=timings)
+
+    def yes_probability(self, prompt: RenderedPrompt) -> tuple[float, Timings]:
+        """P(yes) from the next-token logits of "yes" vs "no" (either casing): a one-token constrained answer."""
+        with self._lock:
+            start = time.perf_counter()
+            tokens = self.tokenize(prompt.text)
+            self._check_fits(len(tokens), 1)
+            reused = self._prepare(tokens, self._stable_len(prompt, tokens))
+            llm = self._llm
+            llm.n_tokens = reused
+            llm.eval(tokens[reused:])
+            logits = np.ctypeslib.as_array(
+                self._llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
+            ).copy()
+            end = time.perf_counter()
+        yes = max(logits[t[0]] for t in (self.token_ids("yes"), self.token_ids("Yes")) if t)
+        no = max(logits[t[0]] for t in (self.token_ids("no"), self.token_ids("No")) if t)
+        p_yes = float(1.0 / (1.0 + np.exp(no - yes)))
+        timings = Timings(
+            prompt_tokens=len(tokens),
+            prompt_tokens_reused=reused,
+            prompt_tokens_evaluated=len(tokens) - reused,
+            model_calls=1,
+            prompt_ms=(end - start) * 1000,
+        )
+        return p_yes, timings
+

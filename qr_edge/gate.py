@@ -1,0 +1,39 @@
+"""The two-stage gate for callers that can send only the user's queries.
+
+Stage 1: does the query need a rewrite at all? Stage 2: does it depend on an assistant answer that
+was not sent? A query that needs a rewrite *and* depends on the missing answer is kept as it is:
+guessing what "the second one" was is how a small model hallucinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .engine import LlamaEngine
+from .messages import Message
+from .prompt import GateQuestion, PromptBuilder
+from .result import GateVerdict, Timings
+
+
+class QueryGate:
+    """Both stages are yes/no prompts on the rewriter's own model, answered from next-token logits."""
+
+    def __init__(
+        self, engine: LlamaEngine, builder: PromptBuilder, need_threshold: float = 0.5, depend_threshold: float = 0.5
+    ) -> None:
+        self.engine = engine
+        self.builder = builder
+        self.need_threshold = need_threshold
+        self.depend_threshold = depend_threshold
+
+    def decide(self, messages: Sequence[Message]) -> tuple[GateVerdict, Timings]:
+        timings = Timings()
+        p_need, t = self.engine.yes_probability(self.builder.gate_prompt(messages, GateQuestion.NEEDS_REWRITE))
+        timings.add(t)
+        verdict = GateVerdict(needs_rewrite=p_need >= self.need_threshold, needs_rewrite_p=round(p_need, 4))
+        if verdict.needs_rewrite:
+            p_dep, t = self.engine.yes_probability(self.builder.gate_prompt(messages, GateQuestion.DEPENDS_ON_ANSWER))
+            timings.add(t)
+            verdict.depends_on_answer = p_dep >= self.depend_threshold
+            verdict.depends_on_answer_p = round(p_dep, 4)
+        return verdict, timings

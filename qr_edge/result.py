@@ -1,0 +1,66 @@
+"""What a rewrite returns: the decision, the text, and where the time went."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+
+class Decision(str, Enum):
+    """Why the result's ``rewrite`` is what it is."""
+
+    NO_HISTORY = "no_history"  # nothing to resolve against: the query is returned, the model is not called
+    REWRITTEN = "rewritten"  # the model's rewrite passed the guard
+    UNCHANGED = "unchanged"  # the model kept the query as it was
+    REJECTED_LEAKAGE = "rejected_leakage"  # the output copied few-shot example content absent from the conversation
+    REJECTED_UNSUPPORTED = "rejected_unsupported"  # the output added content found nowhere in the conversation
+    REJECTED_ANSWER = "rejected_answer"  # the output answered the query instead of rewriting it
+    REJECTED_INVALID = "rejected_invalid"  # empty, markup, or far too long
+    SKIPPED_MISSING_CONTEXT = "skipped_missing_context"  # legacy input: the query depends on an answer we were not given
+
+
+class Timings(BaseModel):
+    """Per-call cost. ``prompt_tokens = prompt_tokens_reused + prompt_tokens_evaluated`` summed over model calls."""
+
+    prompt_tokens: int = 0
+    prompt_tokens_reused: int = 0
+    prompt_tokens_evaluated: int = 0
+    generated_tokens: int = 0
+    model_calls: int = 0
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def add(self, other: "Timings") -> None:
+        for name in ("prompt_tokens", "prompt_tokens_reused", "prompt_tokens_evaluated", "generated_tokens", "model_calls"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.prompt_ms += other.prompt_ms
+        self.generation_ms += other.generation_ms
+
+
+class GateVerdict(BaseModel):
+    """The two-stage gate's answers for a queries-only history (probabilities of "yes")."""
+
+    needs_rewrite: bool
+    needs_rewrite_p: float
+    depends_on_answer: Optional[bool] = None
+    depends_on_answer_p: Optional[float] = None
+
+
+class RewriteResult(BaseModel):
+    """The outcome of one rewrite. ``rewrite`` is always safe to use: on any rejection it is the query."""
+
+    query: str
+    rewrite: str
+    changed: bool
+    decision: Decision
+    reason: str = ""
+    raw_output: Optional[str] = None
+    gate: Optional[GateVerdict] = None
+    timings: Timings = Field(default_factory=Timings)
+    id: Any = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)

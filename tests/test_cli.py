@@ -1,0 +1,113 @@
+"""The real ``qr-edge`` executable, as a user runs it: exit codes, stdout, files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qr_edge import Decision
+
+from .conftest import CONVERSATION
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "qr_edge"]
+
+
+def run(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "QR_EDGE_MODEL"}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["COLUMNS"] = "200"
+    return subprocess.run([*CLI, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def _no_traceback(proc: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+
+
+def test_single_conversation_file_prints_decision_and_timings():
+    proc = run("rewrite", "examples/conversation.json", "--n-examples", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "decision" in proc.stdout and "reused" in proc.stdout and "Why is it faster?" in proc.stdout
+
+
+def test_stdin_json_with_prompt():
+    proc = run("rewrite", "-", "--json", "--show-prompt", "--n-examples", "1", stdin=json.dumps(CONVERSATION))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["query"] == "Why is it faster?" and data["decision"] in {d.value for d in Decision}
+    assert data["prompt"].endswith("<rewritten_query>") and "<current_query>Why is it faster?</current_query>" in data["prompt"]
+    assert data["timings"]["prompt_tokens"] > 0
+
+
+def test_legacy_queries():
+    proc = run("rewrite", "--queries", "Python和Java哪个更好？", "--queries", "它怎么样？", "--json", "--n-examples", "1")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["query"] == "它怎么样？" and "gate" in data
+
+
+def test_batch_keeps_order_and_ids_and_reports_bad_lines(tmp_path):
+    src = tmp_path / "in.jsonl"
+    rows = [
+        {"id": "first", "messages": CONVERSATION},
+        {"id": 2, "messages": [{"role": "user", "content": "Standalone question?"}]},
+        {"id": "bad", "messages": [{"role": "assistant", "content": "x"}]},
+        {"messages": [{"role": "user", "content": "Who wrote Dune?"}, {"role": "user", "content": "When?"}]},
+    ]
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = run("rewrite", "--input", str(src), "--output", str(out), "--n-examples", "1")
+    assert proc.returncode == 1  # one bad line: reported, the rest written
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line.get("id") for line in lines] == ["first", 2, "bad", None]
+    assert lines[1]["decision"] == "no_history" and "error" in lines[2] and lines[2]["line"] == 3
+    assert lines[3]["query"] == "When?"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    _no_traceback(proc)
+
+
+def test_batch_to_stdout(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    proc = run("rewrite", "-i", str(src), "--n-examples", "0")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["id"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, stdin, code, message",
+    [
+        (["rewrite"], None, 2, "exactly one"),
+        (["rewrite", "missing.json"], None, 2, "cannot read"),
+        (["rewrite", "-"], "{not json", 2, "not valid JSON"),
+        (["rewrite", "-"], "[]", 2, "empty"),
+        (["rewrite", "-"], '[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]', 2, "last message"),
+        (["rewrite", "-"], '[{"role": "robot", "content": "a"}]', 2, "role 'robot'"),
+        (["rewrite", "-"], '[{"role": "user", "content": 5}]', 2, "must be a string"),
+        (["rewrite", "examples/conversation.json", "--model", "nope.gguf"], None, 3, "not found"),
+        (["rewrite", "examples/conversation.json", "--output", "x.jsonl"], None, 2, "--input"),
+        (["rewrite", "--input", "missing.jsonl"], None, 2, "cannot read"),
+        (["rewrite", "examples/conversation.json", "--examples", "missing.jsonl"], None, 2, "examples file"),
+        (["rewrite", "examples/conversation.json", "--bogus"], None, 2, "No such option"),
+    ],
+)
+def test_error_paths_exit_non_zero_without_traceback(args, stdin, code, message):
+    proc = run(*args, stdin=stdin)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+    _no_traceback(proc)
+
+
+def test_context_overflow_exit_code(tmp_path):
+    conv = tmp_path / "long.json"
+    conv.write_text(json.dumps([{"role": "user", "content": "a"}, {"role": "user", "content": "word " * 3000}]))
+    proc = run("rewrite", str(conv), "--n-ctx", "512")
+    assert proc.returncode == 2 and "context" in proc.stderr
+    _no_traceback(proc)
+
+
+def test_help_lists_rewrite():
+    proc = run("--help")
+    assert proc.returncode == 0 and "rewrite" in proc.stdout

@@ -1,0 +1,71 @@
+import pytest
+
+from qr_edge import Decision, LeakageGuard, load_examples, parse_messages
+from qr_edge.guard import content_units, is_question
+
+GUARD = LeakageGuard(load_examples())
+
+EN = parse_messages(
+    [
+        {"role": "user", "content": "Which is faster for numeric code, NumPy or plain Python loops?"},
+        {"role": "assistant", "content": "NumPy is usually much faster, because its loops run in compiled C."},
+        {"role": "user", "content": "Why is it faster?"},
+    ]
+)
+ZH = parse_messages(
+    [
+        {"role": "user", "content": "Rust和Go哪个更适合写命令行工具？"},
+        {"role": "assistant", "content": "两者都不错。Go编译快、上手容易；Rust性能更高、内存更安全。"},
+        {"role": "user", "content": "那它的学习曲线怎么样？"},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "messages, output, decision",
+    [
+        (EN, "Why is NumPy faster than plain Python loops?", Decision.REWRITTEN),
+        (EN, "Why is it faster?", Decision.UNCHANGED),
+        (EN, "  why is it   faster? ", Decision.UNCHANGED),
+        (ZH, "Rust的学习曲线怎么样？", Decision.REWRITTEN),
+        (ZH, "那它的学习曲线怎么样？", Decision.UNCHANGED),
+        # leakage: entities of the bundled examples that the conversation never mentions
+        (EN, "Why did Christopher Nolan make it faster?", Decision.REJECTED_LEAKAGE),
+        (ZH, "杭州西湖的学习曲线怎么样？", Decision.REJECTED_LEAKAGE),
+        (ZH, "Java的学习曲线怎么样？", Decision.REJECTED_LEAKAGE),
+        # answering instead of rewriting
+        (EN, "Because its loops run in compiled C.", Decision.REJECTED_ANSWER),
+        (EN, "Yes, NumPy is faster.", Decision.REJECTED_ANSWER),
+        (ZH, "Rust的学习曲线比较陡峭。", Decision.REJECTED_ANSWER),
+        # markup, empty, overlong
+        (EN, "<user>Why is NumPy faster?</user>", Decision.REJECTED_INVALID),
+        (EN, "Why is NumPy faster?<|im_end|>", Decision.REJECTED_INVALID),
+        (EN, "", Decision.REJECTED_INVALID),
+        (EN, "Why is NumPy faster? " * 10, Decision.REJECTED_INVALID),
+        (ZH, "Rust的学习曲线怎么样？" + "Rust和Go哪个更适合写命令行工具" * 3, Decision.REJECTED_INVALID),
+        # unfaithful: content found nowhere in the conversation
+        (EN, "Why is Fortran with OpenMP on supercomputers faster?", Decision.REJECTED_UNSUPPORTED),
+        (ZH, "量子计算机的学习曲线怎么样？", Decision.REJECTED_UNSUPPORTED),
+    ],
+)
+def test_guard_decisions(messages, output, decision):
+    verdict = GUARD.check(output, messages)
+    assert verdict.decision == decision, verdict.reason
+
+
+def test_entity_in_the_conversation_is_not_leakage_even_if_examples_have_it():
+    conv = parse_messages(
+        [
+            {"role": "user", "content": "Python和Java哪个更高效？"},
+            {"role": "assistant", "content": "计算密集型任务中Java通常更快。"},
+            {"role": "user", "content": "那它的内存管理怎么样？"},
+        ]
+    )
+    assert GUARD.check("Java的内存管理怎么样？", conv).decision == Decision.REWRITTEN
+
+
+def test_units_and_questions():
+    assert {"numpy", "loop"} <= content_units("NumPy loops")
+    assert not content_units("的了") and not content_units("它们")  # function characters alone never count
+    assert "学习" in content_units("学习曲线")
+    assert is_question("那它的学习曲线怎么样") and is_question("How tall is it") and not is_question("Tell me more.")
