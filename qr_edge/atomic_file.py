@@ -1,4 +1,4 @@
-"""Atomic output: write beside the target, rename when complete, remove the temp file on any failure."""
+"""Atomic outputs: write beside the target, rename when complete, remove temp files on any failure."""
 
 from __future__ import annotations
 
@@ -11,26 +11,65 @@ from pathlib import Path
 from .errors import InputFileError
 
 
+class AtomicOutputs:
+    """Temp files reserved beside their targets; ``commit()`` renames them all, exit removes what was not committed.
+
+    Ctrl-C, an exception or a full disk leaves every target as it was and no temp file behind.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, Path] = {}
+        self._scratch: list[Path] = []
+
+    @staticmethod
+    def _temp_in(folder: Path, name: str) -> Path:
+        if not folder.is_dir():
+            raise InputFileError(f"output folder {folder} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        return Path(tmp)
+
+    def reserve(self, target: str | Path, *, force: bool = True) -> Path:
+        target = Path(target)
+        if target.exists() and not force:
+            raise InputFileError(f"{target} exists; pass --force to overwrite it")
+        tmp = self._temp_in(target.parent, target.name)
+        self._pending[tmp] = target
+        return tmp
+
+    def scratch(self, beside: str | Path) -> Path:
+        """An intermediate file in the same folder (same disk) that is always removed, never committed."""
+        beside = Path(beside)
+        tmp = self._temp_in(beside.parent, beside.name + ".scratch")
+        self._scratch.append(tmp)
+        return tmp
+
+    def commit(self) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp, target in list(self._pending.items()):
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
+            os.replace(tmp, target)
+            del self._pending[tmp]
+
+    def discard(self) -> None:
+        for tmp in [*self._pending, *self._scratch]:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._pending.clear()
+        self._scratch.clear()
+
+    def __enter__(self) -> "AtomicOutputs":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, force: bool = True) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it replaces ``target``.
-
-    Ctrl-C, an exception or a full disk leaves ``target`` as it was and no temp file behind.
-    With ``force=False`` an existing target is an error before any work starts.
-    """
-    target = Path(target)
-    if target.exists() and not force:
-        raise InputFileError(f"{target} exists; pass --force to overwrite it")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputFileError(f"output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
+    """Yield a temporary path in the target's folder; when the block completes it replaces ``target``."""
+    with AtomicOutputs() as outputs:
+        tmp = outputs.reserve(target, force=force)
+        yield tmp
+        outputs.commit()

@@ -111,3 +111,10 @@ def test_context_overflow_exit_code(tmp_path):
 def test_help_lists_rewrite():
     proc = run("--help")
     assert proc.returncode == 0 and "rewrite" in proc.stdout
+
+
+def test_markup_in_user_text_is_printed_literally(tmp_path):
+    conv = tmp_path / "c.json"
+    conv.write_text(json.dumps([{"role": "user", "content": "[bold]hi[/bold]"}]))
+    proc = run("rewrite", str(conv))
+    assert proc.returncode == 0 and "[bold]hi[/bold]" in proc.stdout

@@ -6,8 +6,10 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import QrEdgeError
+from . import convert as _convert
 from . import rewrite as _rewrite
 
 app = typer.Typer(
@@ -18,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("rewrite")(_rewrite.rewrite)
+app.command("convert")(_convert.convert)
 
 
 @app.callback()
@@ -32,11 +35,11 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except QrEdgeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: typer shows them the way click does
         show = getattr(exc, "show", None)
-        show() if show else err_console.print(f"error: {exc}")
+        show() if show else err_console.print(f"error: {escape(str(exc))}")
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted")

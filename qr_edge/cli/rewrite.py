@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -41,9 +42,9 @@ def build_rewriter(
 def _print_result(result: RewriteResult) -> None:
     t = result.timings
     table = Table(show_header=False, box=None, padding=(0, 1))
-    table.add_row("[bold]query[/]", result.query)
-    table.add_row("[bold]rewrite[/]", f"[green]{result.rewrite}[/]" if result.changed else result.rewrite)
-    table.add_row("[bold]decision[/]", result.decision.value + (f" ({result.reason})" if result.reason else ""))
+    table.add_row("[bold]query[/]", escape(result.query))
+    table.add_row("[bold]rewrite[/]", f"[green]{escape(result.rewrite)}[/]" if result.changed else escape(result.rewrite))
+    table.add_row("[bold]decision[/]", result.decision.value + (f" ({escape(result.reason)})" if result.reason else ""))
     if result.gate is not None:
         g = result.gate
         table.add_row("[bold]gate[/]", f"needs rewrite p={g.needs_rewrite_p:.2f}" + (

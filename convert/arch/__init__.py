@@ -1,0 +1,30 @@
+"""One module per architecture family, imported only when that architecture is asked for."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConvertError
+
+SUPPORTED = {"qwen2": "qwen2", "llama": "llama"}
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How one HF ``model_type`` maps onto a llama.cpp architecture."""
+
+    gguf_arch: str
+    default_pre_tokenizer: str
+    transform: Callable[[str, np.ndarray, Any], np.ndarray]  # (hf_name, tensor, config) -> tensor as llama.cpp wants it
+
+
+def get_arch(model_type: str) -> ArchSpec:
+    module = SUPPORTED.get(model_type)
+    if module is None:
+        raise ConvertError(f"architecture {model_type!r} is not supported; supported: {', '.join(SUPPORTED)}")
+    return importlib.import_module(f"{__name__}.{module}").SPEC

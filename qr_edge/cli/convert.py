@@ -1,0 +1,83 @@
+"""``qr-edge convert``: merge an adapter, export GGUF, quantize, verify (needs the ``convert`` extra)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import MissingExtraError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _load_pipeline():
+    """Import the export pipeline and the libraries it needs, or say exactly what to install."""
+    try:
+        for module in ("torch", "transformers", "peft", "gguf", "qr_edge_convert"):
+            importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"qr-edge convert needs the convert extra ({exc.name or exc} is missing): pip install 'qr-edge[convert]'"
+        ) from None
+    return importlib.import_module("qr_edge_convert")
+
+
+def convert(
+    base: Annotated[str, typer.Option("--base", help="base model: a Hugging Face folder, a .gguf file (dequantized), or a hub id")],
+    out: Annotated[Path, typer.Option("--out", help="output .gguf; with several --quant types, NAME.TYPE.gguf beside it")],
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="peft DoRA/LoRA adapter folder; omit for a plain export")] = None,
+    quant: Annotated[list[str], typer.Option("--quant", help="output type(s), comma-separated: F16, Q8_0, Q5_K_M, Q4_K_M, ...")] = ["Q4_K_M"],  # noqa: B006
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check merge and GGUF logit parity, and the tokenizer")] = True,
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing outputs")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="general.name written into the GGUF")] = None,
+    pre: Annotated[Optional[str], typer.Option("--pre", help="llama.cpp pre-tokenizer name, when it cannot be detected")] = None,
+    n_examples: Annotated[Optional[int], typer.Option("--n-examples", help="few-shot examples the runtime should use with this model")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Merge a DoRA/LoRA adapter into its base, export GGUF, quantize with llama.cpp, verify parity."""
+    pipeline = _load_pipeline()
+    options = pipeline.ConvertOptions(
+        base=base, adapter=adapter, out=str(out), quants=quant, verify=verify, force=force, name=name,
+        pre_tokenizer=pre, n_examples=n_examples,
+    )
+    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as progress:
+        report = pipeline.convert(options, progress=progress)
+    if json_out:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    _print_report(report)
+
+
+def _print_report(report) -> None:
+    files = Table(title="outputs")
+    for col in ("type", "path", "size"):
+        files.add_column(col)
+    for f in report.outputs:
+        files.add_row(f.quant, f.path, f"{f.bytes / 2**20:.1f} MiB")
+    console.print(files)
+    if report.parity:
+        table = Table(title="verification against the merged HF model")
+        for col in ("type", "top-1 agreement", "mean KL", "max |Δlogit|", "tokenizer", "positions", "ok"):
+            table.add_column(col)
+        for r in report.parity:
+            table.add_row(r.quant, f"{r.top1_agreement:.2%}", f"{r.mean_kl:.5f}", f"{r.max_abs_logit_diff:.3f}",
+                          f"{r.tokenizer_agreement:.0%}", str(r.positions), "yes" if r.passed else "NO")
+        console.print(table)
+    if report.merge_check:
+        m = report.merge_check
+        console.print(f"merge check: adapter vs merged top-1 {m.top1_agreement:.2%}, max |Δlogit| {m.max_abs_logit_diff:.2e}")
+    console.print(
+        f"{report.architecture}, {report.parameters / 1e6:.1f}M parameters; stages (s): "
+        + json.dumps(report.stage_seconds) + f"; peak RSS {report.peak_rss_mb:.0f} MiB", highlight=False
+    )
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
