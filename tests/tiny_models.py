@@ -51,7 +51,7 @@ def build_model(folder: Path, arch: str = "qwen2", seed: int = 0) -> Path:
     common = dict(
         vocab_size=len(tok) + 12,  # padded past the tokenizer, like Qwen2.5's 151936
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, rms_norm_eps=1e-6, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        max_position_embeddings=2048, rms_norm_eps=1e-6, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tok.pad_token_id, bos_token_id=None,
     )
     if arch == "qwen2":

@@ -10,7 +10,10 @@ from rich.markup import escape
 
 from ..errors import QrEdgeError
 from . import convert as _convert
+from . import data as _data
+from . import eval as _eval
 from . import rewrite as _rewrite
+from . import train as _train
 
 app = typer.Typer(
     name="qr-edge",
@@ -21,6 +24,9 @@ app = typer.Typer(
 )
 app.command("rewrite")(_rewrite.rewrite)
 app.command("convert")(_convert.convert)
+app.command("train")(_train.train)
+app.add_typer(_data.app, name="data")
+app.command("eval")(_eval.eval_command)
 
 
 @app.callback()

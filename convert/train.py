@@ -1,0 +1,313 @@
+"""``qr-edge train``: DoRA (or LoRA) fine-tuning on the dataset format, through the runtime's own PromptBuilder.
+
+Each record gives one rewrite example (loss only on the rewrite tokens after ``<rewritten_query>``)
+and, for part of the records, the two gate questions on its queries-only form, so one adapter serves
+the rewrite and both gate prompts. Prompts are tokenized exactly as the runtime tokenizes them: with
+llama.cpp's own tokenizer when the base is a GGUF file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+from qr_edge.chat_template import ChatTemplate
+from qr_edge.dataset import RewriteRecord, dataset_sha256, read_dataset
+from qr_edge.guard import content_units
+from qr_edge.messages import Message
+from qr_edge.prompt import PROMPT_FORMAT_VERSION, GateQuestion, PromptBuilder
+
+from .errors import ConvertError
+from .source import ADAPTER_META_FILE, LINEAR_MODULES, inspect_base, load_base
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+class TrainOptions(BaseModel):
+    base: str
+    data: list[str]
+    eval: Optional[str] = None
+    out: str
+    epochs: float = 1.0
+    lr: float = 3e-4
+    rank: int = 16
+    alpha: int = 32
+    targets: list[str] = Field(default_factory=lambda: list(LINEAR_MODULES))
+    batch: int = 8
+    max_len: int = 384
+    device: str = "auto"
+    lora: bool = False
+    qlora: bool = False
+    resume: bool = False
+    seed: int = 0
+    gate_ratio: float = 0.25
+    n_examples: int = 0
+    eval_limit: int = 40
+    save_every: int = 50
+    max_steps: Optional[int] = None
+
+
+class TrainReport(BaseModel):
+    adapter: str
+    method: str
+    examples: int
+    steps: int
+    seconds: float
+    steps_per_second: float
+    first_loss: float
+    last_loss: float
+    evals: list[dict[str, Any]] = Field(default_factory=list)
+    dataset_sha256: str
+
+
+@dataclass
+class TrainExample:
+    input_ids: list[int]
+    labels: list[int]
+
+
+# -- tokenization -----------------------------------------------------------------------------------
+class PromptTokenizer:
+    """Chat template + tokenizer exactly as the runtime uses them for this base."""
+
+    def __init__(self, base_kind: str, base_ref: str, hf_tokenizer: Any) -> None:
+        if base_kind == "gguf":
+            import llama_cpp
+
+            self._llm = llama_cpp.Llama(model_path=base_ref, vocab_only=True, verbose=False)
+            meta = self._llm.metadata
+            vocab = self._llm._model
+            bos = vocab.token_get_text(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
+            eos = vocab.token_get_text(vocab.token_eos()) if vocab.token_eos() >= 0 else ""
+            self.template = ChatTemplate(meta.get("tokenizer.chat_template"), bos, eos)
+            self._encode = lambda text, special: self._llm.tokenize(
+                text.encode("utf-8"), add_bos=special and not (bos and text.startswith(bos)), special=special
+            )
+            self.decode = lambda ids: self._llm.detokenize(ids).decode("utf-8", errors="ignore")
+        else:
+            tok = hf_tokenizer
+            self.template = ChatTemplate(getattr(tok, "chat_template", None), tok.bos_token or "", tok.eos_token or "")
+            self._encode = lambda text, special: tok.encode(text, add_special_tokens=special and not (tok.bos_token and text.startswith(tok.bos_token)))
+            self.decode = lambda ids: tok.decode(ids, skip_special_tokens=False)
+        self.pad_id = 0
+
+    def prompt(self, text: str) -> list[int]:
+        return list(self._encode(text, True))
+
+    def completion(self, text: str) -> list[int]:
+        return list(self._encode(text, False))
+
+
+def _fit_prompt(builder: PromptBuilder, render: Callable[[list[Message]], Any], messages: list[Message], tok: PromptTokenizer, budget: int):
+    """Drop the oldest turns (as the runtime does) until the prompt fits ``budget`` tokens; None if it never does."""
+    history, query = list(messages[:-1][-12:]), messages[-1]
+    while True:
+        ids = tok.prompt(render([*history, query]).text)
+        if len(ids) <= budget:
+            return ids
+        if not history:
+            return None
+        history = history[1:]
+
+
+def build_examples(records: Sequence[RewriteRecord], builder: PromptBuilder, tok: PromptTokenizer, max_len: int, gate_ratio: float, seed: int) -> list[TrainExample]:
+    rng = random.Random(seed)
+    out: list[TrainExample] = []
+
+    def add(messages: list[Message], render: Callable[[list[Message]], Any], completion: str) -> None:
+        target = tok.completion(completion)
+        prompt = _fit_prompt(builder, render, messages, tok, max_len - len(target))
+        if prompt is not None:
+            out.append(TrainExample(prompt + target, [-100] * len(prompt) + target))
+
+    for rec in records:
+        add(rec.messages, builder.rewrite_prompt, builder.rewrite_completion(rec.rewrite))
+        legacy = rec.legacy_messages
+        if len(legacy) > 1 and rng.random() < gate_ratio:
+            needs = rec.label != "unchanged"
+            add(legacy, lambda m: builder.gate_prompt(m, GateQuestion.NEEDS_REWRITE), builder.gate_completion(needs))
+            if needs:
+                depends = rec.label == "missing_context" or rec.depends_on_assistant()
+                add(legacy, lambda m: builder.gate_prompt(m, GateQuestion.DEPENDS_ON_ANSWER), builder.gate_completion(depends))
+    return out
+
+
+# -- training ---------------------------------------------------------------------------------------
+def _batches(examples: list[TrainExample], batch: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches in a seeded random order (less padding, same order on resume)."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].input_ids), rng.random()))
+    groups = [order[i : i + batch] for i in range(0, len(order), batch)]
+    rng.shuffle(groups)
+    return groups
+
+
+def _collate(examples: list[TrainExample], pad_id: int, device: str):
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return ids.to(device), labels.to(device), mask.to(device)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.strip().lower().rstrip("?？.。!！").split())
+
+
+def evaluate(model: Any, records: Sequence[RewriteRecord], builder: PromptBuilder, tok: PromptTokenizer, device: str, max_len: int) -> dict[str, Any]:
+    """Greedy rewrites of dev records with the training model: exact match and unchanged accuracy."""
+    import torch
+
+    model.eval()
+    exact = unchanged_ok = unchanged_n = 0
+    samples = []
+    with torch.no_grad():
+        for rec in records:
+            prompt = _fit_prompt(builder, builder.rewrite_prompt, rec.messages, tok, max_len - 64)
+            if prompt is None:
+                continue
+            limit = 2 * len(tok.completion(rec.query)) + 16
+            out = model.generate(
+                input_ids=torch.tensor([prompt], device=device), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
+                max_new_tokens=limit, do_sample=False, pad_token_id=tok.pad_id,
+            )[0, len(prompt):].tolist()
+            text = builder.parse_output(tok.decode(out))
+            exact += _normalise(text) == _normalise(rec.rewrite)
+            if rec.label != "rewritten":
+                unchanged_n += 1
+                unchanged_ok += _normalise(text) == _normalise(rec.query)
+            if len(samples) < 5:
+                samples.append({"query": rec.query, "reference": rec.rewrite, "output": text})
+    model.train()
+    n = len(records)
+    return {"n": n, "exact_match": round(exact / max(n, 1), 4), "unchanged_accuracy": round(unchanged_ok / unchanged_n, 4) if unchanged_n else None, "samples": samples}
+
+
+def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    unknown = sorted(set(options.targets) - set(LINEAR_MODULES))
+    if unknown:
+        raise ConvertError(f"unknown target modules {unknown}; choose from {', '.join(LINEAR_MODULES)}")
+    device = options.device if options.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if options.qlora and device != "cuda":
+        raise ConvertError("--qlora needs a CUDA GPU (4-bit base through bitsandbytes); train without it on CPU")
+    records = [r for path in options.data for r in read_dataset(path)]
+    dev = read_dataset(options.eval)[: options.eval_limit] if options.eval else []
+    if not records:
+        raise ConvertError("the training data is empty")
+    torch.manual_seed(options.seed)
+    base = inspect_base(options.base)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT_DIR
+
+    model, hf_tok = load_base(base)
+    tok = PromptTokenizer(base.kind, base.ref, hf_tok)
+    builder = PromptBuilder(tok.template, [])  # fine-tuned models run without few-shot examples
+    examples = build_examples(records, builder, tok, options.max_len, options.gate_ratio, options.seed)
+    if not examples:
+        raise ConvertError(f"no example fits --max-len {options.max_len} tokens (prompt + rewrite); raise --max-len")
+    if options.resume and (ckpt / "adapter_config.json").is_file():
+        model = PeftModel.from_pretrained(model, ckpt, is_trainable=True)
+    else:
+        cfg = LoraConfig(
+            r=options.rank, lora_alpha=options.alpha, target_modules=options.targets, use_dora=not options.lora,
+            lora_dropout=0.0, task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, cfg)
+    model.to(device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
+    rng = random.Random(options.seed)
+    epochs = max(1, math.ceil(options.epochs))
+    plan = [(ep, b) for ep in range(epochs) for b in _batches(examples, options.batch, rng)]
+    plan = plan[: int(len(plan) * options.epochs / epochs) or 1]
+    if options.max_steps:
+        plan = plan[: options.max_steps]
+    total = len(plan)
+    warmup = min(20, total // 10 + 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / max(total, 1))
+    )
+    start_step = 0
+    state_file = ckpt / "trainer_state.pt"
+    if options.resume and state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_step = state["step"]
+    task = progress.add_task("train", total=total, completed=start_step, loss=float("nan")) if progress is not None else None
+    losses: list[float] = []
+    evals: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    epoch = plan[start_step][0] if start_step < total else epochs
+    for step in range(start_step, total):
+        ep, batch_ids = plan[step]
+        if ep != epoch and dev:
+            evals.append({"epoch": epoch + 1, **evaluate(model, dev, builder, tok, device, options.max_len)})
+        epoch = ep
+        ids, labels, mask = _collate([examples[i] for i in batch_ids], tok.pad_id, device)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        if task is not None:
+            progress.update(task, completed=step + 1, loss=sum(losses[-10:]) / len(losses[-10:]))
+        if (step + 1) % options.save_every == 0 and step + 1 < total:
+            _save(model, ckpt, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step + 1})
+    seconds = time.perf_counter() - started
+    if dev:
+        evals.append({"epoch": epoch + 1, **evaluate(model, dev, builder, tok, device, options.max_len)})
+    model.save_pretrained(out)
+    meta = {
+        "prompt_format_version": PROMPT_FORMAT_VERSION,
+        "n_examples": options.n_examples,
+        "dataset_sha256": dataset_sha256(records),
+        "base": base.name,
+        "method": "lora" if options.lora else "dora",
+        "steps": total,
+        "examples": len(examples),
+        "train_seconds": round(seconds, 1),
+    }
+    (out / ADAPTER_META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    done = total - start_step
+    return TrainReport(
+        adapter=str(out), method=meta["method"], examples=len(examples), steps=total, seconds=round(seconds, 1),
+        steps_per_second=round(done / seconds, 4) if seconds else 0.0,
+        first_loss=round(losses[0], 4) if losses else float("nan"), last_loss=round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 4) if losses else float("nan"),
+        evals=evals, dataset_sha256=meta["dataset_sha256"],
+    )
+
+
+def _save(model: Any, folder: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    torch.save(state, tmp / "trainer_state.pt")
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)

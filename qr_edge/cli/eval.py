@@ -1,0 +1,72 @@
+"""``qr-edge eval``: quality metrics on a dataset, as tables and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..atomic_file import atomic_path
+from ..dataset import read_dataset
+from ..evaluation import EvalReport, MetricRow, evaluate_cases, metric_rows
+from .rewrite import ExamplesOpt, GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt, build_rewriter
+
+console = Console()
+err_console = Console(stderr=True)
+
+QUALITY = [("exact_match", "EM"), ("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L")]
+SAFETY = [
+    ("unchanged_accuracy", "unchg acc"), ("rewrote_when_not_needed", "needless"), ("missing_context_safety", "miss-ctx"),
+    ("leakage_rate", "leak"), ("unsupported_rate", "unsup"), ("guard_rejections", "rejects"),
+]
+
+
+def metrics_table(rows: list[MetricRow], columns: list[tuple[str, str]], title: str) -> Table:
+    """One row per (system, slice); a dash where a metric has no case in that slice."""
+    table = Table(title=title, title_justify="left")
+    for header in ("system", "slice", "n", *(h for _, h in columns)):
+        table.add_column(header, justify="left" if header in ("system", "slice") else "right", no_wrap=True)
+    for row in rows:
+        values = row.model_dump()
+        cells = ["-" if values[k] is None else f"{values[k]:.3f}" for k, _ in columns]
+        table.add_row(row.system, row.slice, str(row.n), *cells)
+    return table
+
+
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="dataset JSONL (messages, rewrite, label, lang)")],
+    baselines: Annotated[bool, typer.Option("--baselines", help="add never-rewrite and raw-model (no guard) rows")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="write the report as JSON")] = None,
+    cases_out: Annotated[Optional[Path], typer.Option("--cases", help="write per-case outputs as JSONL")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="evaluate only the first N records")] = None,
+    model: ModelOpt = None,
+    examples: ExamplesOpt = None,
+    n_examples: NExamplesOpt = None,
+    n_ctx: NCtxOpt = 4096,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuOpt = 0,
+) -> None:
+    """Exact match, BLEU-4, ROUGE-L, unchanged accuracy, missing-context safety, leakage and more."""
+    records = read_dataset(data)[:limit]
+    rw = build_rewriter(model, None, examples, n_examples, n_ctx, threads, gpu_layers)
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as progress:
+        task = progress.add_task("eval", total=len(records))
+        cases = evaluate_cases(rw, records, on_case=lambda _: progress.advance(task))
+    rows = metric_rows(cases, {r.id: r for r in records})
+    if not baselines:
+        rows = [r for r in rows if r.system == "qr-edge"]
+    report = EvalReport(model=rw.engine.name, cases=len(cases), rows=rows)
+    title = f"{data.name} on {rw.engine.name}, {len(rw.examples)} few-shot examples"
+    console.print(metrics_table(rows, QUALITY, f"quality: {title}"))
+    console.print(metrics_table(rows, SAFETY, "safety (unchg acc: kept when no rewrite needed; needless: rewrote when it should not; "
+                                "miss-ctx: kept when the answer is missing; leak/unsup: share of outputs with example/unsupported content)"))
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    if cases_out is not None:
+        with atomic_path(cases_out) as tmp:
+            tmp.write_text("".join(c.model_dump_json() + "\n" for c in cases), encoding="utf-8")

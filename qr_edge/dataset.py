@@ -1,0 +1,106 @@
+"""The training/evaluation dataset format: one ``RewriteRecord`` per JSONL line, validated with line numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+
+from .atomic_file import atomic_path
+from .errors import InputFileError, InvalidConversationError
+from .guard import content_units
+from .messages import Message, parse_messages
+
+Label = Literal["rewritten", "unchanged", "missing_context"]
+
+
+class RewriteRecord(BaseModel):
+    """A conversation, the reference rewrite of its last user query, and what kind of case it is.
+
+    ``unchanged``: the rewrite equals the query. ``missing_context``: a queries-only history whose
+    follow-up depends on an answer that is not there; the safe output is the original query.
+    """
+
+    id: str
+    lang: Literal["zh", "en"]
+    messages: list[Message]
+    rewrite: str
+    label: Label
+    source: str = "synthetic"
+    analysis: Optional[str] = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _valid_conversation(cls, value):
+        try:
+            return parse_messages(value)
+        except InvalidConversationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _label_matches(self) -> "RewriteRecord":
+        if self.label in ("unchanged", "missing_context") and self.rewrite.strip() != self.query.strip():
+            raise ValueError(f"label {self.label} requires rewrite == query")
+        if self.label == "rewritten" and self.rewrite.strip() == self.query.strip():
+            raise ValueError("label rewritten but the rewrite equals the query")
+        if not self.rewrite.strip():
+            raise ValueError("empty rewrite")
+        return self
+
+    @property
+    def query(self) -> str:
+        return self.messages[-1].content
+
+    @property
+    def legacy_messages(self) -> list[Message]:
+        """The same conversation as a queries-only caller sends it (system and assistant turns dropped)."""
+        return [m for m in self.messages if m.role == "user"]
+
+    def depends_on_assistant(self) -> bool:
+        """True when the rewrite adds content that an assistant turn has and no user turn has."""
+        if self.label != "rewritten":
+            return False
+        added = content_units(self.rewrite) - content_units(self.query)
+        from_users = set().union(*(content_units(m.content) for m in self.messages if m.role == "user"))
+        from_assistant = set().union(*(content_units(m.content) for m in self.messages if m.role == "assistant"))
+        return bool((added & from_assistant) - from_users)
+
+
+def read_dataset(path: str | Path) -> list[RewriteRecord]:
+    """Read a dataset; every bad line is reported (with its number), none is silently dropped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read dataset {path}: {exc}") from None
+    records, errors = [], []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(RewriteRecord.model_validate_json(line))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            errors.append(f"line {n}: {err['msg']} at {'.'.join(map(str, err['loc'])) or 'record'}")
+    if errors:
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise InputFileError(f"{path}: {len(errors)} invalid records: " + "; ".join(errors[:10]) + more)
+    return records
+
+
+def write_dataset(records: Iterable[RewriteRecord], path: str | Path) -> int:
+    """Write records atomically; returns how many."""
+    lines = [r.model_dump_json(exclude_none=True) for r in records]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    return len(lines)
+
+
+def dataset_sha256(records: Sequence[RewriteRecord]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(r.model_dump(exclude_none=True), ensure_ascii=False, sort_keys=True).encode())
+    return h.hexdigest()

@@ -1,0 +1,156 @@
+"""``qr-edge eval``: quality of a rewriter on a dataset, overall and per language and label.
+
+Systems compared on the same cases: ``qr-edge`` (the full pipeline), ``raw`` (the model's output
+without the guard) and ``never-rewrite`` (always return the query). Leakage and unsupported content
+are measured with the guard's content units (Latin content words, CJK bigrams) against the bundled
+few-shot examples and the conversation.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional
+
+from pydantic import BaseModel
+
+from .dataset import RewriteRecord
+from .errors import MissingExtraError
+from .examples import load_examples
+from .guard import content_units
+from .result import RewriteResult
+
+SYSTEMS = ("qr-edge", "raw", "never-rewrite")
+_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """Lower-case, NFKC, whitespace and punctuation removed: what "exact match" compares."""
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+class CaseResult(BaseModel):
+    id: str
+    lang: str
+    label: str
+    query: str
+    reference: str
+    outputs: dict[str, str]  # system -> output
+    decision: str
+    guard_rejected: bool
+    ms: float
+
+
+class MetricRow(BaseModel):
+    system: str
+    slice: str
+    n: int
+    exact_match: float
+    bleu4: float
+    rouge_l: float
+    unchanged_accuracy: Optional[float] = None
+    rewrote_when_not_needed: Optional[float] = None
+    missing_context_safety: Optional[float] = None
+    leakage_rate: float
+    unsupported_rate: float
+    guard_rejections: Optional[float] = None
+
+
+class EvalReport(BaseModel):
+    model: str
+    cases: int
+    rows: list[MetricRow]
+
+
+class _Scorer:
+    """BLEU-4 (sacrebleu; its zh tokenizer for Chinese) and ROUGE-L (rouge-score; characters for Chinese, words for English)."""
+
+    def __init__(self) -> None:
+        try:
+            import sacrebleu
+            from rouge_score import rouge_scorer
+        except ImportError:
+            raise MissingExtraError("qr-edge eval needs sacrebleu and rouge-score: pip install 'qr-edge[eval]'") from None
+
+        class _Chars:
+            def tokenize(self, text: str) -> list[str]:
+                return [c for c in text if not c.isspace()]
+
+        self._bleu = sacrebleu.sentence_bleu
+        self._rouge = {"zh": rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Chars()), "en": rouge_scorer.RougeScorer(["rougeL"])}
+
+    def bleu(self, hyp: str, ref: str, lang: str) -> float:
+        return self._bleu(hyp, [ref], tokenize="zh" if lang == "zh" else "13a").score / 100
+
+    def rouge_l(self, hyp: str, ref: str, lang: str) -> float:
+        return self._rouge[lang].score(ref, hyp)["rougeL"].fmeasure
+
+
+def run_case(rewriter: Any, record: RewriteRecord) -> RewriteResult:
+    """Queries-only conversations go through the two-stage gate, as a legacy caller would send them."""
+    if any(m.role == "assistant" for m in record.messages):
+        return rewriter.rewrite(record.messages)
+    return rewriter.rewrite_queries([m.content for m in record.messages if m.role == "user"])
+
+
+def evaluate_cases(rewriter: Any, records: Sequence[RewriteRecord], on_case: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+    cases = []
+    for rec in records:
+        result = run_case(rewriter, rec)
+        raw = rewriter.builder.parse_output(result.raw_output) if result.raw_output is not None else rec.query
+        case = CaseResult(
+            id=rec.id, lang=rec.lang, label=rec.label, query=rec.query, reference=rec.rewrite,
+            outputs={"qr-edge": result.rewrite, "raw": raw or rec.query, "never-rewrite": rec.query},
+            decision=result.decision.value,
+            guard_rejected=result.decision.value.startswith("rejected_"),
+            ms=result.timings.total_ms,
+        )
+        cases.append(case)
+        if on_case:
+            on_case(case)
+    return cases
+
+
+def _mean(values: Iterable[float]) -> Optional[float]:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def metric_rows(cases: Sequence[CaseResult], conversations: dict[str, RewriteRecord]) -> list[MetricRow]:
+    scorer = _Scorer()
+    example_units = set().union(*(content_units(t) for ex in load_examples() for t in ex.texts()))
+    slices: list[tuple[str, Callable[[CaseResult], bool]]] = [("all", lambda c: True)]
+    slices += [(lang, lambda c, lang=lang: c.lang == lang) for lang in sorted({c.lang for c in cases})]
+    slices += [(label, lambda c, label=label: c.label == label) for label in sorted({c.label for c in cases})]
+    rows = []
+    for system in SYSTEMS:
+        for name, keep in slices:
+            sel = [c for c in cases if keep(c)]
+            if not sel:
+                continue
+            leaked, unsupported = [], []
+            for c in sel:
+                out = content_units(c.outputs[system])
+                conv = set().union(*(content_units(m.content) for m in conversations[c.id].messages))
+                leaked.append(float(bool((out - conv) & example_units)))
+                unsupported.append(float(bool(out - conv)))
+            keep_query = [c for c in sel if c.label != "rewritten"]
+            unchanged = [c for c in sel if c.label == "unchanged"]
+            missing = [c for c in sel if c.label == "missing_context"]
+            same = lambda c: float(normalise(c.outputs[system]) == normalise(c.query))  # noqa: E731
+            rows.append(
+                MetricRow(
+                    system=system, slice=name, n=len(sel),
+                    exact_match=_mean(float(normalise(c.outputs[system]) == normalise(c.reference)) for c in sel),
+                    bleu4=_mean(scorer.bleu(c.outputs[system], c.reference, c.lang) for c in sel),
+                    rouge_l=_mean(scorer.rouge_l(c.outputs[system], c.reference, c.lang) for c in sel),
+                    unchanged_accuracy=_mean(same(c) for c in unchanged),
+                    rewrote_when_not_needed=_mean(1 - same(c) for c in keep_query),
+                    missing_context_safety=_mean(same(c) for c in missing),
+                    leakage_rate=_mean(leaked), unsupported_rate=_mean(unsupported),
+                    guard_rejections=_mean(float(c.guard_rejected) for c in sel) if system == "qr-edge" else None,
+                )
+            )
+    return rows
+
