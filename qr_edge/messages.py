@@ -28,11 +28,12 @@ class Message(BaseModel):
 MessagesLike = Sequence[Union[Message, dict[str, Any]]]
 
 
-def parse_messages(raw: Any) -> list[Message]:
+def parse_messages(raw: Any, require_query: bool = True) -> list[Message]:
     """Validate a conversation: a list of messages, or a dict with a ``messages`` list.
 
     Rules: at least one message; roles are system/user/assistant; a system message may only come
-    first; the last message is a non-empty user turn; every content is a string.
+    first; every content is a string; with ``require_query`` the last message is a non-empty user turn
+    (the query to rewrite). A saved chat transcript may end with the assistant: pass ``False``.
     """
     if isinstance(raw, dict):
         if "messages" not in raw:
@@ -62,6 +63,8 @@ def parse_messages(raw: Any) -> list[Message]:
         if m.role == "system" and i != 0:
             raise InvalidConversationError(f"message {i} is a system message; only the first message may be one")
     last = messages[-1]
+    if not require_query:
+        return messages
     if last.role != "user":
         raise InvalidConversationError(f"the last message must be the user query to rewrite, got role {last.role!r}")
     if not last.content.strip():
@@ -76,7 +79,7 @@ def messages_from_queries(queries: Sequence[str]) -> list[Message]:
     return parse_messages([{"role": "user", "content": q} for q in queries])
 
 
-def read_conversation(path: str | Path) -> list[Message]:
+def read_conversation(path: str | Path, require_query: bool = True) -> list[Message]:
     """Read one conversation from a JSON file, or from stdin when ``path`` is ``-``."""
     source = "stdin" if str(path) == "-" else str(path)
     try:
@@ -88,7 +91,7 @@ def read_conversation(path: str | Path) -> list[Message]:
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{source} is not valid JSON: {exc}") from None
     try:
-        return parse_messages(raw)
+        return parse_messages(raw, require_query)
     except InvalidConversationError as exc:
         raise InvalidConversationError(f"{source}: {exc}") from None
 

@@ -14,6 +14,7 @@ from . import data as _data
 from . import eval as _eval
 from . import rewrite as _rewrite
 from . import train as _train
+from . import tui as _tui
 
 app = typer.Typer(
     name="qr-edge",
@@ -27,6 +28,7 @@ app.command("convert")(_convert.convert)
 app.command("train")(_train.train)
 app.add_typer(_data.app, name="data")
 app.command("eval")(_eval.eval_command)
+app.command("tui")(_tui.tui)
 
 
 @app.callback()
