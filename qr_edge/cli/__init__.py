@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import QrEdgeError
+from . import bench as _bench
 from . import convert as _convert
 from . import data as _data
 from . import eval as _eval
@@ -29,6 +30,7 @@ app.command("train")(_train.train)
 app.add_typer(_data.app, name="data")
 app.command("eval")(_eval.eval_command)
 app.command("tui")(_tui.tui)
+app.command("bench")(_bench.bench)
 
 
 @app.callback()

@@ -15,7 +15,7 @@ from ..dataset import read_dataset
 from ..evaluation import EvalReport, MetricRow, evaluate_cases, metric_rows
 from .rewrite import ExamplesOpt, GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt, build_rewriter
 
-console = Console()
+console = Console(width=max(Console().width, 132))  # tables stay readable in logs and pipes
 err_console = Console(stderr=True)
 
 QUALITY = [("exact_match", "EM"), ("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L")]

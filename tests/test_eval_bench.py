@@ -1,0 +1,93 @@
+"""`qr-edge eval`, `qr-edge bench` and `qr-edge data` run for real on tiny inputs (timing goals live in bench, not here)."""
+
+from __future__ import annotations
+
+import json
+
+from qr_edge.bench import requests
+from qr_edge.dataset import RewriteRecord, write_dataset
+from qr_edge.evaluation import CaseResult, metric_rows, normalise
+
+from .test_cli import run
+
+CONV = [{"role": "user", "content": "Tell me about Rust."}, {"role": "assistant", "content": "Rust is fast."}, {"role": "user", "content": "Is it hard to learn?"}]
+
+
+def _case(id_, label, query, reference, out, lang="en"):
+    return CaseResult(id=id_, lang=lang, label=label, query=query, reference=reference,
+                      outputs={"qr-edge": out, "raw": out, "never-rewrite": query}, decision="rewritten", guard_rejected=False, ms=1.0)
+
+
+def test_metrics_on_known_outputs():
+    recs = {
+        "a": RewriteRecord(id="a", lang="en", messages=CONV, rewrite="Is Rust hard to learn?", label="rewritten"),
+        "b": RewriteRecord(id="b", lang="en", messages=CONV, rewrite="Is it hard to learn?", label="unchanged"),
+        "c": RewriteRecord(id="c", lang="en", messages=CONV, rewrite="Is it hard to learn?", label="unchanged"),
+    }
+    cases = [
+        _case("a", "rewritten", "Is it hard to learn?", "Is Rust hard to learn?", "is rust hard to learn"),  # exact after normalising
+        _case("b", "unchanged", "Is it hard to learn?", "Is it hard to learn?", "Is Python hard to learn?"),  # leaked example entity
+        _case("c", "unchanged", "Is it hard to learn?", "Is it hard to learn?", "Is it hard to learn?"),
+    ]
+    rows = {(r.system, r.slice): r for r in metric_rows(cases, recs)}
+    ours = rows[("qr-edge", "all")]
+    assert ours.n == 3 and abs(ours.exact_match - 2 / 3) < 1e-3
+    assert ours.unchanged_accuracy == 0.5 and ours.rewrote_when_not_needed == 0.5
+    assert abs(ours.leakage_rate - 1 / 3) < 1e-3 and abs(ours.unsupported_rate - 1 / 3) < 1e-3
+    never = rows[("never-rewrite", "all")]
+    assert never.unchanged_accuracy == 1.0 and abs(never.exact_match - 2 / 3) < 1e-3 and never.leakage_rate == 0
+    assert rows[("qr-edge", "rewritten")].bleu4 > 0.3 and rows[("qr-edge", "rewritten")].rouge_l == 1.0
+    assert normalise("Is Rust hard?") == normalise("is rust  hard")
+
+
+def test_eval_command_on_a_tiny_dataset(tmp_path):
+    data = tmp_path / "d.jsonl"
+    write_dataset([
+        RewriteRecord(id="en1", lang="en", messages=CONV, rewrite="Is Rust hard to learn?", label="rewritten"),
+        RewriteRecord(id="zh1", lang="zh", messages=[{"role": "user", "content": "推荐一个城市。"}, {"role": "user", "content": "第二个怎么样？"}],
+                      rewrite="第二个怎么样？", label="missing_context"),
+    ], data)
+    report, cases = tmp_path / "r.json", tmp_path / "c.jsonl"
+    proc = run("eval", "--data", str(data), "--baselines", "--out", str(report), "--cases", str(cases), "--n-examples", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(report.read_text())["rows"]
+    assert {r["system"] for r in rows} == {"qr-edge", "raw", "never-rewrite"}
+    assert {r["slice"] for r in rows} >= {"all", "en", "zh", "rewritten", "missing_context"}
+    assert [json.loads(line)["id"] for line in cases.read_text().splitlines()] == ["en1", "zh1"]
+    assert "EM" in proc.stdout and "leak" in proc.stdout
+
+
+def test_bench_command_runs_on_a_tiny_input(tmp_path):
+    docs = tmp_path / "bench.md"
+    proc = run("bench", "--turns", "2", "--repeat", "1", "--system", "qr-edge", "--system", "peer", "--scenario", "stream",
+               "--n-examples", "1", "--docs", str(docs), "--out", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["system"], r["rewrites"]) for r in rows] == [("qr-edge", 1), ("peer", 1)]
+    assert rows[0]["p50_ms"] > 0 and rows[0]["peak_rss_mb"] > 0
+    text = docs.read_text()
+    assert "Machine:" in text and "| qr-edge | stream |" in text and "faster per rewrite" in text
+
+
+def test_bench_requests_arrive_in_order():
+    stream = requests("stream", turns=3, repeat=1)
+    assert [len(m) for m in stream] == [3, 5] and stream[1][:3] == stream[0]
+    inter = requests("interleaved", turns=2, repeat=1)
+    assert len(inter) == 3 and len({m[0]["content"] for m in inter}) >= 2
+
+
+def test_bad_arguments_exit_non_zero():
+    assert run("bench", "--system", "vllm").returncode == 2
+    assert run("eval", "--data", "missing.jsonl").returncode == 2
+
+
+def test_data_generate_and_import_commands(tmp_path):
+    out = tmp_path / "g.jsonl"
+    proc = run("data", "generate", "--out", str(out), "--n", "20", "--seed", "3")
+    assert proc.returncode == 0 and len(out.read_text().splitlines()) == 20 and "en/" in proc.stderr
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text("西安天气\t多云\t明天有雨吗\t西安明天有雨吗\nbroken\n")
+    proc = run("data", "import", str(tsv), "--format", "rewrite-tsv", "--out", str(tmp_path / "i.jsonl"))
+    assert proc.returncode == 0 and "skipped 1" in proc.stderr and "line 2" in proc.stderr
+    proc = run("data", "import", str(tsv), "--format", "squad", "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 2 and "unknown format" in proc.stderr
