@@ -13,7 +13,7 @@ $(VENV)/.core: pyproject.toml
 # torch is pinned to the CPU build that pip finds locally; a bare `torch` would pull a multi-GB CUDA build.
 $(VENV)/.all: $(VENV)/.core
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[convert,tui,eval,dev]'
+	$(PIP) install -q -e '.[convert,tui,eval,distill,server,dev]'
 	touch $@
 
 demo: $(VENV)/.core

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -57,3 +57,98 @@ def import_(
         console.print(f"skipped {count}: {escape(reason)}", highlight=False)
     for example in result.examples:
         console.print(f"  e.g. {escape(example)}", highlight=False)
+
+
+BaseUrlOpt = Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1")]
+TeacherModelOpt = Annotated[str, typer.Option("--model", help="teacher model name as the server knows it")]
+KeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="environment variable holding the API key (never printed)")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="requests in flight at once")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="longest teacher answer, in tokens")]
+
+
+def _teacher(base_url: str, model: str, api_key_env: str, concurrency: int, max_tokens: int):
+    from ..teacher import Teacher, TeacherConfig
+
+    config = TeacherConfig(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, max_tokens=max_tokens)
+    return Teacher(config)
+
+
+def _progress(total: int, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    task = progress.add_task(label, total=total)
+    return progress, lambda: progress.advance(task)
+
+
+def _finish(stats, out: Path) -> None:
+    rejected = ", ".join(f"{k}: {v}" for k, v in stats.rejected.items()) or "none"
+    console.print(
+        f"{stats.stage}: {stats.written} written to {out}, {stats.skipped_existing} already there, {stats.malformed} malformed, "
+        f"{stats.refined} refined, rejected: {rejected}; failed requests: {stats.failed}; usage: {stats.usage}", highlight=False,
+    )
+    if stats.failed:
+        raise InputFileError(f"{stats.failed} requests failed (is the server reachable?); rerun the same command to resume")
+
+
+@app.command("synth")
+def synth_command(
+    out: Annotated[Path, typer.Option("--out", help="output JSONL (appended; a rerun resumes)")],
+    base_url: BaseUrlOpt,
+    model: TeacherModelOpt,
+    n: Annotated[int, typer.Option("--n", help="samples to generate")] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    lang: Annotated[list[str], typer.Option("--lang")] = ["en", "zh"],  # noqa: B006
+    topic: Annotated[Optional[list[str]], typer.Option("--topic", help="seed topics (repeat)")] = None,
+    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 4,
+    max_tokens: MaxTokensOpt = 768,
+) -> None:
+    """A teacher writes conversations, its reasoning and the rewrite, over a zh/en scenario mix."""
+    from ..distill import synth
+
+    teacher = _teacher(base_url, model, api_key_env, concurrency, max_tokens)
+    progress, advance = _progress(n, "synth")
+    with progress:
+        stats = synth(teacher, out, n, seed, tuple(lang), topic, on_done=advance)
+    _finish(stats, out)
+
+
+@app.command("judge")
+def judge_command(
+    source: Annotated[Path, typer.Option("--in", help="records to judge (dataset JSONL)")],
+    out: Annotated[Path, typer.Option("--out", help="kept records (appended; rejects go to OUT.rejected.jsonl)")],
+    base_url: BaseUrlOpt,
+    model: TeacherModelOpt,
+    threshold: Annotated[int, typer.Option("--threshold", help="keep when every score is at least this (1-5)")] = 4,
+    refine: Annotated[bool, typer.Option("--refine/--no-refine", help="correct and re-judge samples one point below")] = True,
+    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 4,
+    max_tokens: MaxTokensOpt = 768,
+) -> None:
+    """Deterministic checks, then 1-5 judge scores with a rationale; filter and refine."""
+    from ..dataset import read_dataset
+    from ..distill import judge
+
+    teacher = _teacher(base_url, model, api_key_env, concurrency, max_tokens)
+    progress, advance = _progress(len(read_dataset(source)), "judge")
+    with progress:
+        stats = judge(teacher, source, out, threshold, refine, on_done=advance)
+    _finish(stats, out)
+
+
+@app.command("build")
+def build_command(
+    inputs: Annotated[list[Path], typer.Argument(help="judged (or any) dataset JSONL files")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for train.jsonl, dev.jsonl, card.json, card.md")],
+    golden: Annotated[Optional[Path], typer.Option("--golden", help="golden records to mix into train")] = None,
+    golden_ratio: Annotated[float, typer.Option("--golden-ratio", help="share of golden records in the final train split")] = 0.1,
+    dev_ratio: Annotated[float, typer.Option("--dev-ratio")] = 0.1,
+    near: Annotated[float, typer.Option("--near", help="MinHash Jaccard threshold for near duplicates")] = 0.85,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Deduplicate (exact + MinHash), split train/dev, mix in the golden set, write a data card."""
+    from ..build import build
+
+    card = build(inputs, out_dir, golden, golden_ratio, dev_ratio, near, seed)
+    console.print(card.markdown(), highlight=False, markup=False)
