@@ -122,8 +122,9 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
             add_vocab = lambda writer: copy_vocab_from_gguf(writer, base.ref)  # noqa: E731
         else:
             tokenizer.save_pretrained(tokenizer_dir)
+            vocab_size = model.config.vocab_size
             add_vocab = lambda writer: add_vocab_from_hf(  # noqa: E731
-                writer, tokenizer, Path(tokenizer_dir), model.config.vocab_size, options.pre_tokenizer
+                writer, tokenizer, Path(tokenizer_dir), vocab_size, options.pre_tokenizer
             )
         meta = _metadata(options, base, adapter)
         for q in DIRECT_TYPES:

@@ -22,7 +22,6 @@ from pydantic import BaseModel, Field
 
 from qr_edge.chat_template import ChatTemplate
 from qr_edge.dataset import RewriteRecord, dataset_sha256, read_dataset
-from qr_edge.guard import content_units
 from qr_edge.messages import Message
 from qr_edge.prompt import PROMPT_FORMAT_VERSION, GateQuestion, PromptBuilder
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PrivateAttr, ValidationError
 
 from .dataset import RewriteRecord, read_dataset
 from .guard import content_units
@@ -65,6 +65,15 @@ class StageStats(BaseModel):
     rejected: dict[str, int] = {}
     refined: int = 0
     usage: dict[str, int] = {}
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def count(self, name: str, reason: str | None = None) -> None:
+        """Thread-safe increment of a counter (or of one rejection reason)."""
+        with self._lock:
+            if reason is None:
+                setattr(self, name, getattr(self, name) + 1)
+            else:
+                self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def save(self, out: Path) -> None:
         Path(f"{out}.stats.json").write_text(self.model_dump_json(indent=2), encoding="utf-8")
@@ -143,7 +152,6 @@ def synth(teacher: Teacher, out: Path, n: int, seed: int = 0, langs: tuple[str, 
     sink = _JsonlSink(out)
     plan = [p for p in synth_plan(n, seed, langs, topics or DEFAULT_TOPICS) if p[0] not in sink.ids]
     stats.skipped_existing = n - len(plan)
-    lock = threading.Lock()
     gone = threading.Event()  # after the client's own retries fail, the server is gone: stop asking
 
     def work(item: tuple[str, str, str, str]) -> None:
@@ -151,24 +159,20 @@ def synth(teacher: Teacher, out: Path, n: int, seed: int = 0, langs: tuple[str, 
         system, user = _synth_prompt(lang, scenario, topic)
         for _ in range(retries + 1):
             if gone.is_set():
-                with lock:
-                    stats.failed += 1
+                stats.count("failed")
                 return
             try:
                 obj, _raw = teacher.ask_json(system, user, RECORD_SCHEMA)
             except teacher.connection_errors:
                 gone.set()
-                with lock:
-                    stats.failed += 1
+                stats.count("failed")
                 return
             record = _to_record(obj, rec_id, lang, scenario, teacher.config.model)
             if record is not None:
                 sink.write(json.loads(record.model_dump_json(exclude_none=True)))
-                with lock:
-                    stats.written += 1
+                stats.count("written")
                 return
-            with lock:
-                stats.malformed += 1
+            stats.count("malformed")
 
     try:
         _run(plan, work, teacher.config.concurrency, on_done)
@@ -230,21 +234,18 @@ def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine:
     rejects = _JsonlSink(Path(f"{out}.rejected.jsonl"))
     pending = [r for r in records if r.id not in sink.ids and r.id not in rejects.ids]
     stats.skipped_existing = len(records) - len(pending)
-    lock = threading.Lock()
     gone = threading.Event()
 
     def reject(record: RewriteRecord, reason: str) -> None:
         rejects.write({"id": record.id, "reason": reason})
-        with lock:
-            stats.rejected[reason] = stats.rejected.get(reason, 0) + 1
+        stats.count("rejected", reason)
 
     def scores_of(record: RewriteRecord) -> Optional[dict[str, Any]]:
         for _ in range(2):
             obj, _raw = teacher.ask_json(*_judge_prompt(record), JUDGE_SCHEMA, temperature=0.0)
             if obj and all(isinstance(obj.get(c), int) and 1 <= obj[c] <= 5 for c in JUDGE_CRITERIA):
                 return obj
-            with lock:
-                stats.malformed += 1
+            stats.count("malformed")
         return None
 
     def work(record: RewriteRecord) -> None:
@@ -253,8 +254,7 @@ def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine:
             reject(record, reason)
             return
         if gone.is_set():
-            with lock:
-                stats.failed += 1
+            stats.count("failed")
             return
         try:
             scores = scores_of(record)
@@ -266,12 +266,10 @@ def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine:
                 record, scores = _refine(teacher, record, scores) or (record, scores)
                 low = min(scores[c] for c in JUDGE_CRITERIA)
                 if low >= threshold:
-                    with lock:
-                        stats.refined += 1
+                    stats.count("refined")
         except teacher.connection_errors:
             gone.set()
-            with lock:
-                stats.failed += 1
+            stats.count("failed")
             return
         if low < threshold:
             reject(record, f"judged below {threshold}")
@@ -279,8 +277,7 @@ def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine:
         data = json.loads(record.model_dump_json(exclude_none=True))
         data["judge"] = {c: scores[c] for c in JUDGE_CRITERIA} | {"rationale": str(scores.get("rationale", ""))[:500]}
         sink.write(data)
-        with lock:
-            stats.written += 1
+        stats.count("written")
 
     try:
         _run(pending, work, teacher.config.concurrency, on_done)

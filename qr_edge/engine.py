@@ -213,5 +213,5 @@ class LlamaEngine:
 
     def chat_reply(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.7) -> str:
         """A plain chat answer in the model's template (for trying a conversation out, not for rewriting)."""
-        prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop="<|im_end|>", open_tag="")
+        prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop="<|im_end|>")
         return self.generate(prompt, max_tokens=max_tokens, temperature=temperature).text.strip()

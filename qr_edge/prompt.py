@@ -70,12 +70,11 @@ def _query_block(history: Sequence[Message], query: str) -> str:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """The exact text the model receives, and the length of its stable (cacheable) prefix in characters."""
+    """The exact text the model receives, its stable (cacheable) prefix, and where generation stops."""
 
     text: str
     stable_prefix: str
     stop: str
-    open_tag: str
 
 
 class PromptBuilder:
@@ -86,7 +85,6 @@ class PromptBuilder:
             raise ValueError(f"at most 10 few-shot examples fit the prompt format, got {len(examples)}")
         self.template = template
         self.examples = list(examples)
-        self.format_version = PROMPT_FORMAT_VERSION
 
     # -- sections --------------------------------------------------------------------------------
     def system_text(self) -> str:
@@ -112,7 +110,7 @@ class PromptBuilder:
         text = self.template.render(chat, add_generation_prompt=True) + open_tag
         cut = probe.find(sentinel)
         stable = text[:cut] if cut >= 0 and text.startswith(probe[:cut]) else ""
-        return RenderedPrompt(text=text, stable_prefix=stable, stop=stop, open_tag=open_tag)
+        return RenderedPrompt(text=text, stable_prefix=stable, stop=stop)
 
     def rewrite_prompt(self, messages: Sequence[Message]) -> RenderedPrompt:
         history, query = self.split(messages)

@@ -19,7 +19,7 @@ from qr_edge.rewriter import PromptFormatWarning
 from .tiny_models import build_adapter, build_model
 
 pytest.importorskip("torch")
-from qr_edge_convert import AdapterMismatchError, ConvertError, ConvertOptions, convert  # noqa: E402
+from qr_edge_convert import AdapterMismatchError, ConvertOptions, convert  # noqa: E402
 from qr_edge_convert.verify import PROBES, compare, gguf_logits, hf_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,6 @@ class ArchSpec:
     """How one HF ``model_type`` maps onto a llama.cpp architecture."""
 
     gguf_arch: str
-    default_pre_tokenizer: str
     transform: Callable[[str, np.ndarray, Any], np.ndarray]  # (hf_name, tensor, config) -> tensor as llama.cpp wants it
 
 

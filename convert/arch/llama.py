@@ -30,4 +30,4 @@ def _transform(name: str, tensor: np.ndarray, config: Any) -> np.ndarray:
     return tensor
 
 
-SPEC = ArchSpec(gguf_arch="llama", default_pre_tokenizer="llama-bpe", transform=_transform)
+SPEC = ArchSpec(gguf_arch="llama", transform=_transform)

@@ -13,4 +13,4 @@ def _identity(name: str, tensor: np.ndarray, config: Any) -> np.ndarray:
     return tensor
 
 
-SPEC = ArchSpec(gguf_arch="qwen2", default_pre_tokenizer="qwen2", transform=_identity)
+SPEC = ArchSpec(gguf_arch="qwen2", transform=_identity)
