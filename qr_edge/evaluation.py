@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from .dataset import RewriteRecord
 from .errors import MissingExtraError
 from .examples import load_examples
-from .guard import content_units
+from .guard import content_units, new_content
 from .result import RewriteResult
 
 SYSTEMS = ("qr-edge", "raw", "never-rewrite")
@@ -131,10 +131,9 @@ def metric_rows(cases: Sequence[CaseResult], conversations: dict[str, RewriteRec
                 continue
             leaked, unsupported = [], []
             for c in sel:
-                out = content_units(c.outputs[system])
-                conv = set().union(*(content_units(m.content) for m in conversations[c.id].messages))
-                leaked.append(float(bool((out - conv) & example_units)))
-                unsupported.append(float(bool(out - conv)))
+                new = new_content(c.outputs[system], [m.content for m in conversations[c.id].messages])
+                leaked.append(float(bool(new & example_units)))
+                unsupported.append(float(bool(new)))
             keep_query = [c for c in sel if c.label != "rewritten"]
             unchanged = [c for c in sel if c.label == "unchanged"]
             missing = [c for c in sel if c.label == "missing_context"]

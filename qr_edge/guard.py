@@ -74,6 +74,17 @@ def _units_of(texts: Iterable[str]) -> set[str]:
     return units
 
 
+def new_content(text: str, conversation: Sequence[str]) -> set[str]:
+    """Units of ``text`` that the conversation does not support.
+
+    A CJK bigram also counts as supported when both its characters occur in the conversation: joining
+    "热干面" and "热量" creates the bigram "面热", which is no new content.
+    """
+    conv_units = _units_of(conversation)
+    conv_chars = set(_normalise("".join(conversation)))
+    return {u for u in content_units(text) - conv_units if not (_CJK_RUN.fullmatch(u) and set(u) <= conv_chars)}
+
+
 def is_question(text: str) -> bool:
     t = text.strip()
     if t.endswith(("?", "？")):
@@ -128,8 +139,7 @@ class LeakageGuard:
         limit = max(self.max_length_ratio * len(query.strip()), len(query.strip()) + self.max_extra_chars)
         if len(out) > limit:
             return GuardVerdict(Decision.REJECTED_INVALID, f"output is {len(out)} characters, over the limit of {int(limit)}")
-        conversation = _units_of(m.content for m in messages)
-        new_units = content_units(out) - conversation
+        new_units = new_content(out, [m.content for m in messages])
         leaked = sorted(new_units & self.example_units)
         if _weight(leaked) > self.max_leak_weight:
             return GuardVerdict(Decision.REJECTED_LEAKAGE, "content from the few-shot examples: " + ", ".join(leaked[:8]))

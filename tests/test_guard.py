@@ -69,3 +69,10 @@ def test_units_and_questions():
     assert not content_units("的了") and not content_units("它们")  # function characters alone never count
     assert "学习" in content_units("学习曲线")
     assert is_question("那它的学习曲线怎么样") and is_question("How tall is it") and not is_question("Tell me more.")
+
+
+def test_joining_two_conversation_words_is_not_new_content():
+    conv = parse_messages(
+        [{"role": "user", "content": "我周末想做热干面。"}, {"role": "assistant", "content": "热干面历史悠久。"}, {"role": "user", "content": "它热量高吗？"}]
+    )
+    assert GUARD.check("热干面热量高吗？", conv).decision == Decision.REWRITTEN  # "面热" spans two supported words
