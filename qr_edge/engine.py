@@ -10,6 +10,7 @@ Prefix reuse has two layers:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -26,6 +27,12 @@ from .result import Timings
 
 if TYPE_CHECKING:  # pragma: no cover
     from llama_cpp import Llama
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    tokens: np.ndarray
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class LlamaEngine:
         n_gpu_layers: int = 0,
         seed: int = 0,
         max_saved_prefixes: int = 4,
+        max_recent_prompts: int = 8,
         verbose: bool = False,
     ) -> None:
         if not os.path.isfile(model_path):
@@ -77,8 +85,10 @@ class LlamaEngine:
         self.metadata: dict[str, str] = dict(self._llm.metadata)
         self.n_ctx = self._llm.n_ctx()
         self._lock = threading.RLock()
-        self._saved: OrderedDict[tuple[int, ...], Any] = OrderedDict()
-        self._max_saved = max_saved_prefixes
+        self._prefixes: OrderedDict[tuple[int, ...], _Snapshot] = OrderedDict()  # stable prefixes of each prompt kind
+        self._recent: OrderedDict[tuple[int, ...], _Snapshot] = OrderedDict()  # recent full prompts, one per conversation
+        self._max_prefixes = max_saved_prefixes
+        self._max_recent = max_recent_prompts
         self._prefix_tokens: dict[str, list[int]] = {}
         vocab = self._llm._model
         bos_id = vocab.token_bos()
@@ -116,31 +126,56 @@ class LlamaEngine:
         return min(_common_prefix(prefix, tokens), len(tokens) - 1)
 
     # -- KV cache --------------------------------------------------------------------------------
+    def _snapshot(self) -> "_Snapshot":
+        """The context's state (KV cells in use, last logits) and its tokens; no copy of the Python-side scores."""
+        llm, lc = self._llm, self._llama_cpp
+        size = lc.llama_state_get_size(llm.ctx)
+        buf = (ctypes.c_uint8 * size)()
+        n = lc.llama_state_get_data(llm.ctx, buf, size)
+        return _Snapshot(tokens=llm.input_ids[: llm.n_tokens].copy(), data=bytes(buf)[:n])
+
+    def _restore(self, snap: "_Snapshot") -> None:
+        llm, lc = self._llm, self._llama_cpp
+        buf = (ctypes.c_uint8 * len(snap.data)).from_buffer_copy(snap.data)
+        if lc.llama_state_set_data(llm.ctx, buf, len(snap.data)) != len(snap.data):
+            raise RuntimeError("llama.cpp could not restore a saved state")
+        llm.input_ids[: len(snap.tokens)] = snap.tokens
+        llm.n_tokens = len(snap.tokens)
+        llm._requires_eval = True  # logits are refreshed by the next eval
+
+    def _remember(self, store: OrderedDict, key: tuple[int, ...], limit: int) -> None:
+        store[key] = self._snapshot()
+        store.move_to_end(key)
+        while len(store) > limit:
+            store.popitem(last=False)
+
     def _prepare(self, tokens: list[int], stable: int) -> int:
-        """Bring the context to the longest cached prefix of ``tokens``; return how many tokens are reused."""
+        """Bring the context to the longest cached prefix of ``tokens``; return how many tokens are reused.
+
+        Candidates: the live context, the stable-prefix snapshots, and the snapshots of recent prompts
+        (so a conversation whose turns arrive between other conversations' turns resumes where it was).
+        """
         llm = self._llm
         reused = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
-        best = None
-        for key in self._saved:
-            if len(key) > reused and len(key) <= len(tokens) and tuple(tokens[: len(key)]) == key:
-                if best is None or len(key) > len(best):
-                    best = key
+        best: tuple[OrderedDict, tuple[int, ...]] | None = None
+        for store in (self._prefixes, self._recent):
+            for key, snap in store.items():
+                common = _common_prefix(snap.tokens, tokens)
+                if common > reused:
+                    best, reused = (store, key), common
         if best is not None:
-            llm.load_state(self._saved[best])
-            self._saved.move_to_end(best)
-            reused = len(best)
+            store, key = best
+            self._restore(store[key])
+            store.move_to_end(key)
         if stable > 0:
             key = tuple(tokens[:stable])
-            if key not in self._saved:
+            if key not in self._prefixes:
                 # Evaluate up to the end of the stable prefix and snapshot it for the next switch.
-                keep = min(reused, stable)
-                llm.n_tokens = keep
-                llm.eval(tokens[keep:stable])
-                self._saved[key] = llm.save_state()
-                if len(self._saved) > self._max_saved:
-                    self._saved.popitem(last=False)
+                llm.n_tokens = min(reused, stable)
+                llm.eval(tokens[llm.n_tokens : stable])
+                self._remember(self._prefixes, key, self._max_prefixes)
             else:
-                self._saved.move_to_end(key)
+                self._prefixes.move_to_end(key)
         return min(reused, len(tokens) - 1)
 
     def _check_fits(self, n_prompt: int, max_tokens: int) -> None:
@@ -172,6 +207,8 @@ class LlamaEngine:
                 text = llm.detokenize(out).decode("utf-8", errors="ignore")
                 if stop in text or len(out) >= max_tokens:
                     break
+            if prompt.stable_prefix:
+                self._remember(self._recent, tuple(tokens), self._max_recent)
             end = time.perf_counter()
         first_at = first_at or end
         timings = Timings(
@@ -198,6 +235,7 @@ class LlamaEngine:
             logits = np.ctypeslib.as_array(
                 self._llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
             ).copy()
+            self._remember(self._recent, tuple(tokens), self._max_recent)
             end = time.perf_counter()
         yes = max(logits[t[0]] for t in (self.token_ids("yes"), self.token_ids("Yes")) if t)
         no = max(logits[t[0]] for t in (self.token_ids("no"), self.token_ids("No")) if t)

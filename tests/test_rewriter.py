@@ -170,3 +170,17 @@ def test_arbitrary_conversations_give_a_result_or_a_typed_error(rewriter, messag
     except QrEdgeError:
         return
     _valid(result, messages[-1]["content"])
+
+
+def test_interleaved_conversations_resume_from_their_own_saved_state(rewriter):
+    a = [{"role": "user", "content": "Tell me about the Kindle Paperwhite e-reader and its screen."},
+         {"role": "assistant", "content": "It has a 6.8 inch glare-free display and weeks of battery."},
+         {"role": "user", "content": "Is it waterproof?"}]
+    b = [{"role": "user", "content": "Who wrote the novel Dune?"}, {"role": "user", "content": "When was it published?"}]
+    rewriter.rewrite(a)
+    rewriter.rewrite(b)  # another conversation takes the context
+    follow = a + [{"role": "assistant", "content": "Yes, IPX8."}, {"role": "user", "content": "How heavy is it?"}]
+    t = rewriter.rewrite(follow).timings
+    stable = len(rewriter.engine.tokenize(rewriter.builder.rewrite_prompt(parse_messages(follow)).stable_prefix))
+    history_a = len(rewriter.engine.tokenize(rewriter.builder.rewrite_prompt(parse_messages(a)).text)) - stable
+    assert t.prompt_tokens_reused >= stable + history_a // 2  # conversation A's own history came back from its snapshot
