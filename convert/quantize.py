@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
-from collections.abc import Iterable
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import ConvertError
@@ -39,6 +42,21 @@ def quantize(src: Path, dst: Path, qtype: str, threads: int | None = None) -> No
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype}")
     params.nthread = threads or os.cpu_count() or 1
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    with tempfile.TemporaryFile(mode="w+b") as log, _stderr_to(log):  # llama.cpp prints per-tensor lines on fd 2
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+        log.seek(0)
+        tail = log.read()[-2000:].decode("utf-8", errors="replace")
     if rc != 0:
-        raise ConvertError(f"llama.cpp failed to quantize {src.name} to {qtype} (code {rc})")
+        raise ConvertError(f"llama.cpp failed to quantize {src.name} to {qtype} (code {rc}): {tail}")
+
+
+@contextlib.contextmanager
+def _stderr_to(handle) -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(handle.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

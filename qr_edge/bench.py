@@ -39,6 +39,7 @@ class BenchRow(BaseModel):
     rewrites: int
     p50_ms: float
     p95_ms: float
+    mean_ms: float = 0.0
     mean_prompt_tokens_evaluated: Optional[float] = None
     mean_prompt_tokens_reused: Optional[float] = None
     generated_tokens_per_s: Optional[float] = None
@@ -89,6 +90,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _row(system: str, scenario: str, ms: list[float], load_s: float, evaluated=None, reused=None, generated=None, gen_s=None, note="") -> BenchRow:
     return BenchRow(
         system=system, scenario=scenario, rewrites=len(ms), p50_ms=round(statistics.median(ms), 1), p95_ms=round(_percentile(ms, 0.95), 1),
+        mean_ms=round(statistics.mean(ms), 1),
         mean_prompt_tokens_evaluated=round(statistics.mean(evaluated), 1) if evaluated else None,
         mean_prompt_tokens_reused=round(statistics.mean(reused), 1) if reused else None,
         generated_tokens_per_s=round(sum(generated) / gen_s, 1) if generated and gen_s else None,
