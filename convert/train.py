@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from qr_edge.chat_template import ChatTemplate
 from qr_edge.dataset import RewriteRecord, dataset_sha256, read_dataset
 from qr_edge.messages import Message
-from qr_edge.prompt import PROMPT_FORMAT_VERSION, GateQuestion, PromptBuilder
+from qr_edge.prompt import PROMPT_FORMAT_VERSION, GateQuestion, PromptBuilder, fit_to_budget
 
 from .errors import ConvertError
 from .source import ADAPTER_META_FILE, LINEAR_MODULES, inspect_base, load_base
@@ -106,26 +106,15 @@ class PromptTokenizer:
         return list(self._encode(text, False))
 
 
-def _fit_prompt(builder: PromptBuilder, render: Callable[[list[Message]], Any], messages: list[Message], tok: PromptTokenizer, budget: int):
-    """Drop the oldest turns (as the runtime does) until the prompt fits ``budget`` tokens; None if it never does."""
-    history, query = list(messages[:-1][-12:]), messages[-1]
-    while True:
-        ids = tok.prompt(render([*history, query]).text)
-        if len(ids) <= budget:
-            return ids
-        if not history:
-            return None
-        history = history[1:]
-
-
 def build_examples(records: Sequence[RewriteRecord], builder: PromptBuilder, tok: PromptTokenizer, max_len: int, gate_ratio: float, seed: int) -> list[TrainExample]:
     rng = random.Random(seed)
     out: list[TrainExample] = []
 
     def add(messages: list[Message], render: Callable[[list[Message]], Any], completion: str) -> None:
         target = tok.completion(completion)
-        prompt = _fit_prompt(builder, render, messages, tok, max_len - len(target))
-        if prompt is not None:
+        fitted = fit_to_budget(messages, render, tok.prompt, max_len - len(target))
+        if fitted is not None:
+            prompt = fitted[2]
             out.append(TrainExample(prompt + target, [-100] * len(prompt) + target))
 
     for rec in records:
@@ -177,9 +166,10 @@ def evaluate(model: Any, records: Sequence[RewriteRecord], builder: PromptBuilde
     samples = []
     with torch.no_grad():
         for rec in records:
-            prompt = _fit_prompt(builder, builder.rewrite_prompt, rec.messages, tok, max_len - 64)
-            if prompt is None:
+            fitted = fit_to_budget(rec.messages, builder.rewrite_prompt, tok.prompt, max_len - 64)
+            if fitted is None:
                 continue
+            prompt = fitted[2]
             limit = 2 * len(tok.completion(rec.query)) + 16
             out = model.generate(
                 input_ids=torch.tensor([prompt], device=device), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),

@@ -171,8 +171,8 @@ def _bench_transformers(model: str, scenarios: list[str], turns: int, repeat: in
     for scenario in scenarios:
         ms, ev, gen, gen_s = [], [], [], 0.0
         for messages in requests(scenario, turns, repeat)[: max(3, repeat)]:
-            _, prompt, limit = rw._fit(parse_messages(messages))
-            ids = torch.tensor([rw.engine.tokenize(prompt.text)])
+            _, _, tokens, limit = rw._fit(parse_messages(messages))
+            ids = torch.tensor([tokens])
             t0 = time.perf_counter()
             with torch.no_grad():
                 out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=limit, do_sample=False,

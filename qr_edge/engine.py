@@ -185,12 +185,17 @@ class LlamaEngine:
             )
 
     # -- calls -----------------------------------------------------------------------------------
-    def generate(self, prompt: RenderedPrompt, max_tokens: int, temperature: float = 0.0) -> Generation:
-        """Greedy (or sampled) continuation of ``prompt`` up to its stop tag, end of generation or ``max_tokens``."""
+    def generate(
+        self, prompt: RenderedPrompt, max_tokens: int, temperature: float = 0.0, tokens: list[int] | None = None
+    ) -> Generation:
+        """Greedy (or sampled) continuation of ``prompt`` up to its stop tag, end of generation or ``max_tokens``.
+
+        ``tokens``: the prompt already tokenized by the caller (fitting it to the context did that).
+        """
         stop = prompt.stop
         with self._lock:
             start = time.perf_counter()
-            tokens = self.tokenize(prompt.text)
+            tokens = tokens if tokens is not None else self.tokenize(prompt.text)
             self._check_fits(len(tokens), max_tokens)
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
             llm = self._llm

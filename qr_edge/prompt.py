@@ -11,7 +11,7 @@ All conversation text is XML-escaped, so a message cannot close or open a sectio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from xml.sax.saxutils import escape, unescape
@@ -22,6 +22,8 @@ from .messages import Message
 
 #: Bumped whenever the layout changes: a model fine-tuned on one version should be run with it.
 PROMPT_FORMAT_VERSION = "1"
+#: History turns kept before any token budget applies (runtime and training alike).
+MAX_HISTORY_TURNS = 12
 
 REWRITE_OPEN, REWRITE_CLOSE = "<rewritten_query>", "</rewritten_query>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -136,3 +138,28 @@ class PromptBuilder:
         """Model text up to the closing tag, unescaped and trimmed."""
         text = raw.split(REWRITE_CLOSE, 1)[0]
         return xml_unescape(text).strip()
+
+
+def fit_to_budget(
+    messages: Sequence[Message],
+    render: Callable[[list[Message]], RenderedPrompt],
+    tokenize: Callable[[str], list[int]],
+    budget: int,
+    max_turns: int = MAX_HISTORY_TURNS,
+) -> tuple[list[Message], RenderedPrompt, list[int]] | None:
+    """Keep the last ``max_turns`` history turns, then drop the oldest until the prompt is at most ``budget`` tokens.
+
+    Returns the kept messages, the prompt and its tokens; None when even the query alone does not fit.
+    The runtime and training both fit prompts here, so a model learns on exactly what it is later shown.
+    """
+    history = list(messages[:-1][-max_turns:]) if max_turns > 0 else []
+    query = messages[-1]
+    while True:
+        kept = [*history, query]
+        prompt = render(kept)
+        tokens = tokenize(prompt.text)
+        if len(tokens) <= budget:
+            return kept, prompt, tokens
+        if not history:
+            return None
+        history = history[1:]

@@ -15,7 +15,7 @@ from .gate import QueryGate
 from .guard import LeakageGuard
 from .messages import Message, MessagesLike, messages_from_queries, parse_messages
 from .model_source import resolve_model
-from .prompt import PROMPT_FORMAT_VERSION, PromptBuilder, RenderedPrompt
+from .prompt import MAX_HISTORY_TURNS, PROMPT_FORMAT_VERSION, PromptBuilder, RenderedPrompt, fit_to_budget
 from .result import Decision, GateVerdict, RewriteResult, Timings
 
 #: GGUF metadata keys qr-edge's converter writes; read here to run a model the way it was trained.
@@ -46,7 +46,7 @@ class Rewriter:
         n_examples: int | None = None,
         example_order: str = "interleave",
         temperature: float = 0.0,
-        max_history_turns: int = 12,
+        max_history_turns: int = MAX_HISTORY_TURNS,
         guard: LeakageGuard | None = None,
         seed: int = 0,
         verbose: bool = False,
@@ -74,22 +74,17 @@ class Rewriter:
         self.max_history_turns = max_history_turns
 
     # -- prompt ----------------------------------------------------------------------------------
-    def _fit(self, messages: list[Message]) -> tuple[list[Message], RenderedPrompt, int]:
-        """Drop the oldest turns until prompt + output budget fit the context window."""
-        history = messages[:-1][-self.max_history_turns :] if self.max_history_turns > 0 else []
-        query = messages[-1]
-        max_tokens = min(256, 2 * len(self.engine.token_ids(query.content)) + 48)
-        while True:
-            kept = [*history, query]
-            prompt = self.builder.rewrite_prompt(kept)
-            if len(self.engine.tokenize(prompt.text)) + max_tokens <= self.engine.n_ctx:
-                return kept, prompt, max_tokens
-            if not history:
-                raise ContextOverflowError(
-                    f"the query alone does not fit the model's context of {self.engine.n_ctx} tokens; "
-                    "shorten it, use fewer examples, or raise n_ctx"
-                )
-            history = history[1:]
+    def _fit(self, messages: list[Message]) -> tuple[list[Message], RenderedPrompt, list[int], int]:
+        """Kept messages, prompt, its tokens and the output budget, fitted to the context window."""
+        max_tokens = min(256, 2 * len(self.engine.token_ids(messages[-1].content)) + 48)
+        budget = self.engine.n_ctx - max_tokens
+        fitted = fit_to_budget(messages, self.builder.rewrite_prompt, self.engine.tokenize, budget, self.max_history_turns)
+        if fitted is None:
+            raise ContextOverflowError(
+                f"the query alone does not fit the model's context of {self.engine.n_ctx} tokens; "
+                "shorten it, use fewer examples, or raise n_ctx"
+            )
+        return (*fitted, max_tokens)
 
     def render_prompt(self, messages: MessagesLike) -> str:
         """The exact text the model receives for ``messages`` (chat template + XML), after fitting."""
@@ -118,8 +113,8 @@ class Rewriter:
         query = messages[-1].content
         if not any(m.role in ("user", "assistant") for m in messages[:-1]):
             return self._finish(query, Decision.NO_HISTORY, "", start, timings, verdict)
-        kept, prompt, max_tokens = self._fit(messages)
-        generation = self.engine.generate(prompt, max_tokens=max_tokens, temperature=self.temperature)
+        kept, prompt, tokens, max_tokens = self._fit(messages)
+        generation = self.engine.generate(prompt, max_tokens=max_tokens, temperature=self.temperature, tokens=tokens)
         timings.add(generation.timings)
         output = self.builder.parse_output(generation.text)
         verdict_g = self.guard.check(output, kept)
