@@ -1,12 +1,17 @@
-# Two set-up commands (see README): `make demo` and `make test`. Both build .venv on first use.
+# Two set-up commands (see README): `make demo` (core install only) and `make test` (every extra).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 QR := $(VENV)/bin/qr-edge
-DEMO_ADAPTER := models/smollm2-rewrite-dora
-DEMO_MODEL := models/smollm2-rewrite.Q8_0.gguf
+EMBEDDED = $$($(PY) -c 'from qr_edge.model_source import embedded_model_path as e; print(e())')
+SHARED ?= ../shared/data
+MIX := build/mix
+ADAPTER_DIR := build/default-lora
+ADAPTER := qr_edge/assets/smollm2-135m-rewrite.lora.gguf
+DORA_ADAPTER := models/smollm2-rewrite-dora
+DORA_MODEL := models/smollm2-rewrite.Q8_0.gguf
 
-.PHONY: demo test clean
+.PHONY: demo test lint mix adapter eval-adapter dora-demo clean
 
 $(VENV)/.core: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,16 +28,35 @@ $(VENV)/.all: $(VENV)/.convert
 	$(PIP) install -q -e '.[convert,tui,eval,distill,server,dev]'
 	touch $@
 
-# First run: merge the committed DoRA adapter into the embedded SmolLM2 and quantize it (cached after).
-$(DEMO_MODEL): $(VENV)/.convert $(DEMO_ADAPTER)/adapter_model.safetensors
-	$(QR) convert --base "$$($(PY) -c 'from qr_edge.model_source import embedded_model_path as e; print(e())')" \
-		--adapter $(DEMO_ADAPTER) --out $@ --quant Q8_0 --force
+# The main job on the embedded default: SmolLM2-135M + the bundled LoRA adapter. Core install only.
+demo: $(VENV)/.core
+	$(QR) rewrite examples/conversation.json
 
-demo: $(DEMO_MODEL)
-	$(QR) rewrite examples/conversation.json --model $(DEMO_MODEL)
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check qr_edge convert tests
+	$(VENV)/bin/ruff format --check qr_edge convert tests
 
-test: $(VENV)/.all
+test: lint
 	$(PY) -m pytest
 
+# -- the bundled adapter, rebuilt from the repository plus $(SHARED) ------------------------------
+mix: $(VENV)/.core
+	$(QR) data mix --recipe recipes/default.toml --out $(MIX)
+
+adapter: $(VENV)/.convert mix
+	$(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-synthetic.jsonl --eval-limit 40 \
+		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 5e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 100 --max-steps 1000
+	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
+
+eval-adapter: $(VENV)/.all
+	$(QR) eval $(foreach f,$(wildcard $(MIX)/test-*.jsonl),--data $(f)) --baselines --out build/eval-default.json
+
+# The converter example: merge the committed DoRA demo adapter into the embedded model (needs torch).
+$(DORA_MODEL): $(VENV)/.convert $(DORA_ADAPTER)/adapter_model.safetensors
+	$(QR) convert --base "$(EMBEDDED)" --adapter $(DORA_ADAPTER) --out $@ --quant Q8_0 --force
+
+dora-demo: $(DORA_MODEL)
+	$(QR) rewrite examples/conversation.json --model $(DORA_MODEL)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis $(DEMO_MODEL)
+	rm -rf $(VENV) .pytest_cache .hypothesis $(DORA_MODEL) build

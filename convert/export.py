@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from qr_edge.atomic_file import AtomicOutputs
-from qr_edge.prompt import PROMPT_FORMAT_VERSION
+from qr_edge.model_meta import (
+    META_ADAPTER_METHOD,
+    META_ADAPTER_NAME,
+    META_ADAPTER_SHA256,
+    META_BASE_NAME,
+    META_DATASET_SHA256,
+    META_N_EXAMPLES,
+    META_PROMPT_VERSION,
+    PROMPT_FORMAT_VERSION,
+)
 
 from .arch import get_arch
 from .errors import ConvertError, VerificationError
@@ -62,19 +71,21 @@ def _metadata(options: ConvertOptions, base: BaseInfo, adapter: AdapterInfo | No
     """qr-edge keys the runtime reads: how the model was trained, from which base and adapter."""
     meta: dict[str, Any] = {
         "general.name": options.name or (f"{base.name} + {adapter.name}" if adapter else base.name),
-        "qr_edge.base.name": base.name,
+        META_BASE_NAME: base.name,
     }
     if adapter is not None:
-        meta["qr_edge.adapter.name"] = adapter.name
-        meta["qr_edge.adapter.method"] = adapter.method
-        meta["qr_edge.adapter.sha256"] = adapter.sha256
+        meta[META_ADAPTER_NAME] = adapter.name
+        meta[META_ADAPTER_METHOD] = adapter.method
+        meta[META_ADAPTER_SHA256] = adapter.sha256
         if "prompt_format_version" in adapter.meta:
-            meta["qr_edge.prompt_format_version"] = str(adapter.meta["prompt_format_version"])
+            meta[META_PROMPT_VERSION] = str(adapter.meta["prompt_format_version"])
         if "dataset_sha256" in adapter.meta:
-            meta["qr_edge.train.dataset_sha256"] = str(adapter.meta["dataset_sha256"])
-    n_examples = options.n_examples if options.n_examples is not None else (adapter.meta.get("n_examples") if adapter else None)
+            meta[META_DATASET_SHA256] = str(adapter.meta["dataset_sha256"])
+    n_examples = (
+        options.n_examples if options.n_examples is not None else (adapter.meta.get("n_examples") if adapter else None)
+    )
     if n_examples is not None:
-        meta["qr_edge.n_examples"] = int(n_examples)
+        meta[META_N_EXAMPLES] = int(n_examples)
     return meta
 
 
@@ -87,9 +98,13 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
     adapter = inspect_adapter(options.adapter) if options.adapter else None
     warnings = check_compatible(base, adapter) if adapter else []
     if adapter is not None and "prompt_format_version" not in adapter.meta:
-        warnings.append(f"adapter has no qr_edge.json: its prompt format is unknown (this runtime builds v{PROMPT_FORMAT_VERSION})")
+        warnings.append(
+            f"adapter has no qr_edge.json: its prompt format is unknown (this runtime builds v{PROMPT_FORMAT_VERSION})"
+        )
     stages = _Stages(progress)
-    report = ConvertReport(base=options.base, adapter=options.adapter, architecture=spec.gguf_arch, parameters=0, warnings=warnings)
+    report = ConvertReport(
+        base=options.base, adapter=options.adapter, architecture=spec.gguf_arch, parameters=0, warnings=warnings
+    )
 
     with AtomicOutputs() as outputs, tempfile.TemporaryDirectory(prefix="qr-edge-tok-") as tokenizer_dir:
         tmp = {q: outputs.reserve(path, force=options.force) for q, path in targets.items()}
@@ -114,7 +129,9 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
                     reference = hf_logits(model, ids)
                     report.merge_check = merge_check(before, reference)
                     if not report.merge_check.passed:
-                        raise VerificationError(f"the merged model differs from the adapter model: {report.merge_check}")
+                        raise VerificationError(
+                            f"the merged model differs from the adapter model: {report.merge_check}"
+                        )
             elif options.verify:
                 reference = hf_logits(model, ids)
 
@@ -152,7 +169,10 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
             if failed:
                 raise VerificationError(
                     "verification failed (a conversion bug, not quantization loss): "
-                    + "; ".join(f"{r.quant}: top-1 {r.top1_agreement:.2%}, tokenizer {r.tokenizer_agreement:.0%}" for r in failed)
+                    + "; ".join(
+                        f"{r.quant}: top-1 {r.top1_agreement:.2%}, tokenizer {r.tokenizer_agreement:.0%}"
+                        for r in failed
+                    )
                 )
         outputs.commit()
 

@@ -14,12 +14,27 @@ from pathlib import Path
 from .errors import ConvertError
 
 #: Output types: F32/F16 are written directly by the exporter, the rest by llama.cpp from the F16 file.
-QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q3_K_M", "Q2_K")
+QUANT_TYPES = (
+    "F32",
+    "F16",
+    "BF16",
+    "Q8_0",
+    "Q6_K",
+    "Q5_K_M",
+    "Q5_K_S",
+    "Q5_0",
+    "Q4_K_M",
+    "Q4_K_S",
+    "Q4_0",
+    "Q4_1",
+    "Q3_K_M",
+    "Q2_K",
+)
 DIRECT_TYPES = ("F32", "F16")
 
 
 def parse_quants(values: Iterable[str]) -> list[str]:
-    """``["F16,Q8_0", "Q4_K_M"]`` -> ``["F16", "Q8_0", "Q4_K_M"]``; unknown names are an error listing the valid ones."""
+    """``["F16,Q8_0", "Q4_K_M"]`` -> ``["F16", "Q8_0", "Q4_K_M"]``; an unknown name is an error listing valid ones."""
     out: list[str] = []
     for value in values:
         for part in str(value).split(","):

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, Field
 
 
 class ConvertOptions(BaseModel):
     base: str
-    adapter: Optional[str] = None
+    adapter: str | None = None
     out: str
     quants: list[str] = Field(default_factory=lambda: ["Q4_K_M"])
     verify: bool = True
     force: bool = False
-    name: Optional[str] = None
-    pre_tokenizer: Optional[str] = None
-    n_examples: Optional[int] = None
+    name: str | None = None
+    pre_tokenizer: str | None = None
+    n_examples: int | None = None
+    adapter_only: bool = False
 
 
 class OutputFile(BaseModel):
@@ -47,12 +46,28 @@ class MergeCheck(BaseModel):
 
 class ConvertReport(BaseModel):
     base: str
-    adapter: Optional[str] = None
+    adapter: str | None = None
     architecture: str
     parameters: int
     outputs: list[OutputFile] = Field(default_factory=list)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     peak_rss_mb: float = 0.0
-    merge_check: Optional[MergeCheck] = None
+    merge_check: MergeCheck | None = None
     parity: list[ParityRow] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class AdapterExportReport(BaseModel):
+    """``--adapter-only``: the GGUF LoRA written and its check against the peft model."""
+
+    base: str
+    adapter: str
+    out: str
+    weights: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    top1_agreement: float | None = None
+    mean_kl: float | None = None
+    max_abs_logit_diff: float | None = None
+    positions: int = 0
     warnings: list[str] = Field(default_factory=list)

@@ -84,7 +84,9 @@ def inspect_base(ref: str) -> BaseInfo:
     path = Path(ref)
     if path.is_file():
         if path.suffix != ".gguf":
-            raise ConvertError(f"--base {ref} is a file but not a .gguf; give a Hugging Face model folder or a GGUF file")
+            raise ConvertError(
+                f"--base {ref} is a file but not a .gguf; give a Hugging Face model folder or a GGUF file"
+            )
         return _inspect_gguf(path)
     if path.is_dir():
         cfg_path = path / "config.json"
@@ -98,7 +100,9 @@ def inspect_base(ref: str) -> BaseInfo:
 
             cfg = AutoConfig.from_pretrained(ref).to_dict()
         except Exception as exc:  # offline, unknown repo, gated
-            raise ConvertError(f"cannot read hub model {ref!r} ({type(exc).__name__}): download it and pass its folder") from None
+            raise ConvertError(
+                f"cannot read hub model {ref!r} ({type(exc).__name__}): download it and pass its folder"
+            ) from None
         return _from_config("hub", ref, cfg, ref)
     raise ConvertError(f"--base {ref} is neither a folder, a .gguf file nor a hub id")
 
@@ -132,7 +136,7 @@ def _inspect_gguf(path: Path) -> BaseInfo:
     return _from_config("gguf", str(path), cfg, get("general.name") or path.stem)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -155,14 +159,16 @@ def inspect_adapter(ref: str) -> AdapterInfo:
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     meta_path = path / ADAPTER_META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return AdapterInfo(path=str(path), config=cfg, shapes=shapes, sha256=_sha256(weights), meta=meta)
+    return AdapterInfo(path=str(path), config=cfg, shapes=shapes, sha256=file_sha256(weights), meta=meta)
 
 
 def check_compatible(base: BaseInfo, adapter: AdapterInfo) -> list[str]:
     """Raise ``AdapterMismatchError`` when the adapter cannot apply to the base; return soft warnings."""
     cfg = adapter.config
     if cfg.get("peft_type", "LORA") != "LORA":
-        raise AdapterMismatchError(f"adapter type {cfg.get('peft_type')!r} is not supported; train a LoRA or DoRA adapter")
+        raise AdapterMismatchError(
+            f"adapter type {cfg.get('peft_type')!r} is not supported; train a LoRA or DoRA adapter"
+        )
     targets = cfg.get("target_modules") or []
     if isinstance(targets, list):
         unknown = sorted(set(targets) - set(LINEAR_MODULES))
@@ -202,7 +208,7 @@ def _norm_name(name: str) -> str:
 
 
 def load_base(base: BaseInfo):
-    """The base model in fp32 (so a merge loses nothing) and its tokenizer. GGUF bases are dequantized by transformers."""
+    """The base model in fp32 (so a merge loses nothing) and its tokenizer; transformers dequantizes GGUF bases."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -8,6 +8,7 @@ llama.cpp's own tokenizer when the base is a GGUF file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,14 +17,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from qr_edge.chat_template import ChatTemplate
-from qr_edge.dataset import RewriteRecord, dataset_sha256, read_dataset
+from qr_edge.data.dataset import RewriteRecord, dataset_sha256, read_dataset
 from qr_edge.messages import Message
-from qr_edge.prompt import PROMPT_FORMAT_VERSION, GateQuestion, PromptBuilder, fit_to_budget
+from qr_edge.model_meta import COMPACT_PROMPT_FORMAT, PROMPT_FORMATS, output_budget
+from qr_edge.prompt import GateQuestion, PromptBuilder, fit_to_budget
+from qr_edge.text import normalise
 
 from .errors import ConvertError
 from .source import ADAPTER_META_FILE, LINEAR_MODULES, inspect_base, load_base
@@ -34,7 +37,7 @@ CHECKPOINT_DIR = "checkpoint"
 class TrainOptions(BaseModel):
     base: str
     data: list[str]
-    eval: Optional[str] = None
+    eval: str | None = None
     out: str
     epochs: float = 1.0
     lr: float = 3e-4
@@ -45,14 +48,17 @@ class TrainOptions(BaseModel):
     max_len: int = 384
     device: str = "auto"
     lora: bool = False
-    qlora: bool = False
     resume: bool = False
     seed: int = 0
     gate_ratio: float = 0.25
     n_examples: int = 0
     eval_limit: int = 40
     save_every: int = 50
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
+    prompt_format: str = COMPACT_PROMPT_FORMAT
+    bf16: str = "auto"  # auto: bf16 autocast only where the CPU has native bf16 (AVX512-BF16 / AMX); on | off
+    threads: int | None = None
+    benchmark: int | None = None  # run this many steps, report throughput and the projected time, save nothing
 
 
 class TrainReport(BaseModel):
@@ -62,6 +68,12 @@ class TrainReport(BaseModel):
     steps: int
     seconds: float
     steps_per_second: float
+    examples_per_second: float = 0.0
+    tokens_per_second: float = 0.0
+    projected_seconds: float | None = None  # for the whole plan, from the measured rate
+    bf16: bool = False
+    threads: int = 0
+    cpu_flags: str = ""
     first_loss: float
     last_loss: float
     evals: list[dict[str, Any]] = Field(default_factory=list)
@@ -95,7 +107,9 @@ class PromptTokenizer:
         else:
             tok = hf_tokenizer
             self.template = ChatTemplate(getattr(tok, "chat_template", None), tok.bos_token or "", tok.eos_token or "")
-            self._encode = lambda text, special: tok.encode(text, add_special_tokens=special and not (tok.bos_token and text.startswith(tok.bos_token)))
+            self._encode = lambda text, special: tok.encode(
+                text, add_special_tokens=special and not (tok.bos_token and text.startswith(tok.bos_token))
+            )
             self.decode = lambda ids: tok.decode(ids, skip_special_tokens=False)
         self.pad_id = 0
 
@@ -106,7 +120,14 @@ class PromptTokenizer:
         return list(self._encode(text, False))
 
 
-def build_examples(records: Sequence[RewriteRecord], builder: PromptBuilder, tok: PromptTokenizer, max_len: int, gate_ratio: float, seed: int) -> list[TrainExample]:
+def build_examples(
+    records: Sequence[RewriteRecord],
+    builder: PromptBuilder,
+    tok: PromptTokenizer,
+    max_len: int,
+    gate_ratio: float,
+    seed: int,
+) -> list[TrainExample]:
     rng = random.Random(seed)
     out: list[TrainExample] = []
 
@@ -125,7 +146,11 @@ def build_examples(records: Sequence[RewriteRecord], builder: PromptBuilder, tok
             add(legacy, lambda m: builder.gate_prompt(m, GateQuestion.NEEDS_REWRITE), builder.gate_completion(needs))
             if needs:
                 depends = rec.label == "missing_context" or rec.depends_on_assistant()
-                add(legacy, lambda m: builder.gate_prompt(m, GateQuestion.DEPENDS_ON_ANSWER), builder.gate_completion(depends))
+                add(
+                    legacy,
+                    lambda m: builder.gate_prompt(m, GateQuestion.DEPENDS_ON_ANSWER),
+                    builder.gate_completion(depends),
+                )
     return out
 
 
@@ -153,11 +178,44 @@ def _collate(examples: list[TrainExample], pad_id: int, device: str):
     return ids.to(device), labels.to(device), mask.to(device)
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.strip().lower().rstrip("?？.。!！").split())
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
 
 
-def evaluate(model: Any, records: Sequence[RewriteRecord], builder: PromptBuilder, tok: PromptTokenizer, device: str, max_len: int) -> dict[str, Any]:
+def native_bf16() -> bool:
+    """bf16 autocast pays only on CPUs with bf16 instructions; elsewhere it is emulated and slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def labelled_loss(model: Any, ids: Any, labels: Any, mask: Any) -> Any:
+    """Causal LM loss with the vocabulary projection computed only where a label is (the rewrite suffix).
+
+    The LM head over a 49k vocabulary is most of a small model's work when it is applied to every
+    prompt position; the loss only needs the positions that predict a labelled token.
+    """
+    import torch
+
+    lm = model.get_base_model()
+    hidden = lm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = lm.lm_head(hidden[:, :-1][keep]).float()
+    return torch.nn.functional.cross_entropy(logits, target[keep])
+
+
+def evaluate(
+    model: Any,
+    records: Sequence[RewriteRecord],
+    builder: PromptBuilder,
+    tok: PromptTokenizer,
+    device: str,
+    max_len: int,
+) -> dict[str, Any]:
     """Greedy rewrites of dev records with the training model: exact match and unchanged accuracy."""
     import torch
 
@@ -170,33 +228,51 @@ def evaluate(model: Any, records: Sequence[RewriteRecord], builder: PromptBuilde
             if fitted is None:
                 continue
             prompt = fitted[2]
-            limit = 2 * len(tok.completion(rec.query)) + 16
+            limit = output_budget(len(tok.completion(rec.query)))
             out = model.generate(
-                input_ids=torch.tensor([prompt], device=device), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
-                max_new_tokens=limit, do_sample=False, pad_token_id=tok.pad_id,
-            )[0, len(prompt):].tolist()
+                input_ids=torch.tensor([prompt], device=device),
+                attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
+                max_new_tokens=limit,
+                do_sample=False,
+                pad_token_id=tok.pad_id,
+            )[0, len(prompt) :].tolist()
             text = builder.parse_output(tok.decode(out))
-            exact += _normalise(text) == _normalise(rec.rewrite)
+            exact += normalise(text) == normalise(rec.rewrite)
             if rec.label != "rewritten":
                 unchanged_n += 1
-                unchanged_ok += _normalise(text) == _normalise(rec.query)
+                unchanged_ok += normalise(text) == normalise(rec.query)
             if len(samples) < 5:
                 samples.append({"query": rec.query, "reference": rec.rewrite, "output": text})
     model.train()
     n = len(records)
-    return {"n": n, "exact_match": round(exact / max(n, 1), 4), "unchanged_accuracy": round(unchanged_ok / unchanged_n, 4) if unchanged_n else None, "samples": samples}
+    return {
+        "n": n,
+        "exact_match": round(exact / max(n, 1), 4),
+        "unchanged_accuracy": round(unchanged_ok / unchanged_n, 4) if unchanged_n else None,
+        "samples": samples,
+    }
 
 
 def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
+    """Fine-tune an adapter with qr-edge's own loop.
+
+    Not transformers' ``Trainer``: its loss applies the LM head to every position, and on these CPUs
+    computing it only at the labelled suffix (``labelled_loss``) is what makes training affordable;
+    length-bucketed batches, warmup + linear decay, checkpoints and ``--resume`` are the few parts of
+    ``Trainer`` this needs, and they are below.
+    """
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
     unknown = sorted(set(options.targets) - set(LINEAR_MODULES))
     if unknown:
         raise ConvertError(f"unknown target modules {unknown}; choose from {', '.join(LINEAR_MODULES)}")
+    if options.prompt_format not in PROMPT_FORMATS:
+        raise ConvertError(f"unknown prompt format {options.prompt_format!r}; choose from {', '.join(PROMPT_FORMATS)}")
     device = options.device if options.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if options.qlora and device != "cuda":
-        raise ConvertError("--qlora needs a CUDA GPU (4-bit base through bitsandbytes); train without it on CPU")
+    threads = options.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    use_bf16 = options.bf16 == "on" or (options.bf16 == "auto" and device == "cpu" and native_bf16())
     records = [r for path in options.data for r in read_dataset(path)]
     dev = read_dataset(options.eval)[: options.eval_limit] if options.eval else []
     if not records:
@@ -204,12 +280,15 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     torch.manual_seed(options.seed)
     base = inspect_base(options.base)
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT_DIR
+    if not options.benchmark:
+        out.mkdir(parents=True, exist_ok=True)
 
     model, hf_tok = load_base(base)
     tok = PromptTokenizer(base.kind, base.ref, hf_tok)
-    builder = PromptBuilder(tok.template, [])  # fine-tuned models run without few-shot examples
+    builder = PromptBuilder(
+        tok.template, [], fmt=options.prompt_format
+    )  # fine-tuned models run without few-shot examples
     examples = build_examples(records, builder, tok, options.max_len, options.gate_ratio, options.seed)
     if not examples:
         raise ConvertError(f"no example fits --max-len {options.max_len} tokens (prompt + rewrite); raise --max-len")
@@ -217,8 +296,12 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         model = PeftModel.from_pretrained(model, ckpt, is_trainable=True)
     else:
         cfg = LoraConfig(
-            r=options.rank, lora_alpha=options.alpha, target_modules=options.targets, use_dora=not options.lora,
-            lora_dropout=0.0, task_type="CAUSAL_LM",
+            r=options.rank,
+            lora_alpha=options.alpha,
+            target_modules=options.targets,
+            use_dora=not options.lora,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, cfg)
     model.to(device)
@@ -229,8 +312,11 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     epochs = max(1, math.ceil(options.epochs))
     plan = [(ep, b) for ep in range(epochs) for b in _batches(examples, options.batch, rng)]
     plan = plan[: int(len(plan) * options.epochs / epochs) or 1]
+    full_plan = len(plan)
     if options.max_steps:
         plan = plan[: options.max_steps]
+    if options.benchmark:
+        plan = plan[: options.benchmark]
     total = len(plan)
     warmup = min(20, total // 10 + 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -243,34 +329,57 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_step = state["step"]
-    task = progress.add_task("train", total=total, completed=start_step, loss=float("nan")) if progress is not None else None
+    task = (
+        progress.add_task("train", total=total, completed=start_step, loss=float("nan"), rate=0.0)
+        if progress is not None
+        else None
+    )
     losses: list[float] = []
     evals: list[dict[str, Any]] = []
     started = time.perf_counter()
+    seen_examples = seen_tokens = 0
     epoch = plan[start_step][0] if start_step < total else epochs
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16) if device == "cpu" else contextlib.nullcontext()
+    )
     for step in range(start_step, total):
         ep, batch_ids = plan[step]
         if ep != epoch and dev:
             evals.append({"epoch": epoch + 1, **evaluate(model, dev, builder, tok, device, options.max_len)})
         epoch = ep
-        ids, labels, mask = _collate([examples[i] for i in batch_ids], tok.pad_id, device)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        batch = [examples[i] for i in batch_ids]
+        ids, labels, mask = _collate(batch, tok.pad_id, device)
+        with autocast:
+            loss = labelled_loss(model, ids, labels, mask)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        seen_examples += len(batch)
+        seen_tokens += sum(len(e.input_ids) for e in batch)
         if task is not None:
-            progress.update(task, completed=step + 1, loss=sum(losses[-10:]) / len(losses[-10:]))
-        if (step + 1) % options.save_every == 0 and step + 1 < total:
-            _save(model, ckpt, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step + 1})
+            rate = seen_examples / (time.perf_counter() - started)
+            progress.update(task, completed=step + 1, loss=sum(losses[-10:]) / len(losses[-10:]), rate=rate)
+        if not options.benchmark and (step + 1) % options.save_every == 0 and step + 1 < total:
+            _save(
+                model,
+                ckpt,
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step + 1},
+            )
     seconds = time.perf_counter() - started
-    if dev:
-        evals.append({"epoch": epoch + 1, **evaluate(model, dev, builder, tok, device, options.max_len)})
-    model.save_pretrained(out)
+    done = total - start_step
+    rate = {
+        "examples_per_second": round(seen_examples / seconds, 3) if seconds else 0.0,
+        "tokens_per_second": round(seen_tokens / seconds, 1) if seconds else 0.0,
+        "projected_seconds": round(seconds / max(done, 1) * full_plan, 1),
+        "bf16": use_bf16,
+        "threads": threads,
+        "cpu_flags": " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))),
+    }
     meta = {
-        "prompt_format_version": PROMPT_FORMAT_VERSION,
+        "prompt_format_version": options.prompt_format,
         "n_examples": options.n_examples,
         "dataset_sha256": dataset_sha256(records),
         "base": base.name,
@@ -279,13 +388,23 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         "examples": len(examples),
         "train_seconds": round(seconds, 1),
     }
-    (out / ADAPTER_META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    done = total - start_step
+    if not options.benchmark:
+        if dev:
+            evals.append({"epoch": epoch + 1, **evaluate(model, dev, builder, tok, device, options.max_len)})
+        model.save_pretrained(out)
+        (out / ADAPTER_META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     return TrainReport(
-        adapter=str(out), method=meta["method"], examples=len(examples), steps=total, seconds=round(seconds, 1),
+        adapter=str(out),
+        method=meta["method"],
+        examples=len(examples),
+        steps=total,
+        seconds=round(seconds, 1),
         steps_per_second=round(done / seconds, 4) if seconds else 0.0,
-        first_loss=round(losses[0], 4) if losses else float("nan"), last_loss=round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 4) if losses else float("nan"),
-        evals=evals, dataset_sha256=meta["dataset_sha256"],
+        first_loss=round(losses[0], 4) if losses else float("nan"),
+        last_loss=round(sum(losses[-10:]) / max(len(losses[-10:]), 1), 4) if losses else float("nan"),
+        evals=evals,
+        dataset_sha256=meta["dataset_sha256"],
+        **rate,
     )
 
 

@@ -46,9 +46,11 @@ def gguf_tokenizer(path: Path) -> Callable[[str], list[int]]:
     return lambda text: llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
 
-def gguf_logits(path: Path, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+def gguf_logits(path: Path, ids: Sequence[Sequence[int]], lora_path: Path | None = None) -> list[np.ndarray]:
+    """Logits at every position, from llama.cpp; with ``lora_path``, a GGUF LoRA applied on the model."""
     n_ctx = max(len(s) for s in ids) + 8
-    llm = _llama(path, logits_all=True, n_ctx=max(n_ctx, 64), n_batch=max(n_ctx, 64))
+    extra = {"lora_path": str(lora_path)} if lora_path is not None else {}
+    llm = _llama(path, logits_all=True, n_ctx=max(n_ctx, 64), n_batch=max(n_ctx, 64), **extra)
     out = []
     for seq in ids:
         llm.reset()
@@ -69,7 +71,7 @@ def compare(reference: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, 
     agree = kl = 0.0
     max_diff = 0.0
     n = 0
-    for ref, other in zip(reference, got):
+    for ref, other in zip(reference, got, strict=False):
         vocab = min(ref.shape[-1], other.shape[-1])
         ref, other = ref[:, :vocab], other[:, :vocab]
         agree += float((ref.argmax(-1) == other.argmax(-1)).sum())
@@ -83,17 +85,28 @@ def compare(reference: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, 
 def merge_check(before: list[np.ndarray], after: list[np.ndarray]) -> MergeCheck:
     top1, _, max_diff, _ = compare(before, after)
     scale = max(float(np.abs(b).max()) for b in before)
-    return MergeCheck(max_abs_logit_diff=max_diff, top1_agreement=top1, passed=top1 == 1.0 and max_diff <= 1e-3 * max(scale, 1.0))
+    return MergeCheck(
+        max_abs_logit_diff=max_diff, top1_agreement=top1, passed=top1 == 1.0 and max_diff <= 1e-3 * max(scale, 1.0)
+    )
 
 
 def parity_row(
-    quant: str, path: Path, ids: list[list[int]], reference: list[np.ndarray], reference_tokenize: Callable[[str], list[int]]
+    quant: str,
+    path: Path,
+    ids: list[list[int]],
+    reference: list[np.ndarray],
+    reference_tokenize: Callable[[str], list[int]],
 ) -> ParityRow:
     top1, kl, max_diff, n = compare(reference, gguf_logits(path, ids))
     tokenize = gguf_tokenizer(path)
     tok_agree = sum(tokenize(p) == reference_tokenize(p) for p in PROBES) / len(PROBES)
     passed = tok_agree == 1.0 and (quant not in ("F32", "F16") or top1 >= F16_MIN_TOP1)
     return ParityRow(
-        quant=quant, top1_agreement=round(top1, 4), mean_kl=round(kl, 6), max_abs_logit_diff=round(max_diff, 4),
-        tokenizer_agreement=tok_agree, positions=n, passed=passed,
+        quant=quant,
+        top1_agreement=round(top1, 4),
+        mean_kl=round(kl, 6),
+        max_abs_logit_diff=round(max_diff, 4),
+        tokenizer_agreement=tok_agree,
+        positions=n,
+        passed=passed,
     )

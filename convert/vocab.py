@@ -29,7 +29,9 @@ def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
         return "smollm"
     if '"ByteLevel"' in pre and '"use_regex": true' in pre:
         return "gpt-2"
-    raise ConvertError("unrecognised pre-tokenizer in tokenizer.json; pass --pre NAME (as llama.cpp names it, e.g. qwen2)")
+    raise ConvertError(
+        "unrecognised pre-tokenizer in tokenizer.json; pass --pre NAME (as llama.cpp names it, e.g. qwen2)"
+    )
 
 
 def copy_vocab_from_gguf(writer: gguf.GGUFWriter, source: str) -> None:
@@ -43,14 +45,18 @@ def copy_vocab_from_gguf(writer: gguf.GGUFWriter, source: str) -> None:
         writer.add_key_value(key, f.contents(), vtype, sub)
 
 
-def add_vocab_from_hf(writer: gguf.GGUFWriter, tokenizer: Any, tokenizer_dir: Path, vocab_size: int, pre: str | None) -> str:
-    """BPE tokens, types and merges, special ids (chat end token as EOS), chat template. Returns the pre-tokenizer used."""
+def add_vocab_from_hf(
+    writer: gguf.GGUFWriter, tokenizer: Any, tokenizer_dir: Path, vocab_size: int, pre: str | None
+) -> str:
+    """BPE tokens, types and merges, special ids (chat end token as EOS), chat template; returns the pre-tokenizer."""
     tok_json_path = tokenizer_dir / "tokenizer.json"
     if not tok_json_path.is_file():
         raise ConvertError("only fast (tokenizer.json) BPE tokenizers are supported")
     tok_json = json.loads(tok_json_path.read_text(encoding="utf-8"))
     if tok_json.get("model", {}).get("type") != "BPE":
-        raise ConvertError(f"tokenizer model {tok_json.get('model', {}).get('type')!r} is not BPE; only BPE is supported")
+        raise ConvertError(
+            f"tokenizer model {tok_json.get('model', {}).get('type')!r} is not BPE; only BPE is supported"
+        )
     pre = pre or detect_pre_tokenizer(tok_json)
     reverse = {i: t for t, i in tokenizer.get_vocab().items()}
     added = tokenizer.added_tokens_decoder

@@ -5,6 +5,7 @@
 """
 
 from .errors import (
+    AdapterError,
     ContextOverflowError,
     InputFileError,
     InvalidConversationError,
@@ -16,14 +17,17 @@ from .errors import (
 from .examples import FewShotExample, load_examples
 from .guard import LeakageGuard
 from .messages import Message, parse_messages
-from .prompt import PROMPT_FORMAT_VERSION, PromptBuilder
+from .model_meta import PROMPT_FORMAT_VERSION
+from .prompt import PromptBuilder
 from .result import Decision, GateVerdict, RewriteResult, Timings
-from .rewriter import Rewriter
+from .rewriter import BUNDLED, Rewriter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BUNDLED",
     "PROMPT_FORMAT_VERSION",
+    "AdapterError",
     "ContextOverflowError",
     "Decision",
     "FewShotExample",

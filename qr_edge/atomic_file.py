@@ -59,7 +59,7 @@ class AtomicOutputs:
         self._pending.clear()
         self._scratch.clear()
 
-    def __enter__(self) -> "AtomicOutputs":
+    def __enter__(self) -> AtomicOutputs:
         return self
 
     def __exit__(self, *exc: object) -> None:

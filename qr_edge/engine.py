@@ -6,6 +6,10 @@ Prefix reuse has two layers:
 - the stable prefix of each prompt kind (task + examples of the rewrite prompt, each gate task) is
   snapshotted once with ``save_state`` and restored with ``load_state`` when a call switches kind,
   so the gate prompts and the rewrite prompt never re-evaluate each other's long system part.
+
+GGUF LoRA adapters are loaded on the one base model (``llama_adapter_lora_init``) and switched per call
+with ``llama_set_adapters_lora``; a KV state computed under one adapter is never reused under another
+(the live context is dropped on a switch and saved states are kept per adapter).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .chat_template import ChatTemplate
-from .errors import ContextOverflowError, ModelLoadError, ModelNotFoundError
+from .errors import AdapterError, ContextOverflowError, ModelLoadError, ModelNotFoundError
 from .prompt import RenderedPrompt
 from .result import Timings
 
@@ -33,6 +37,16 @@ if TYPE_CHECKING:  # pragma: no cover
 class _Snapshot:
     tokens: np.ndarray
     data: bytes
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    """A GGUF LoRA loaded on the engine's model, with the metadata llama.cpp read from it."""
+
+    name: str
+    path: str
+    handle: Any
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -85,8 +99,12 @@ class LlamaEngine:
         self.metadata: dict[str, str] = dict(self._llm.metadata)
         self.n_ctx = self._llm.n_ctx()
         self._lock = threading.RLock()
-        self._prefixes: OrderedDict[tuple[int, ...], _Snapshot] = OrderedDict()  # stable prefixes of each prompt kind
-        self._recent: OrderedDict[tuple[int, ...], _Snapshot] = OrderedDict()  # recent full prompts, one per conversation
+        # Saved states per adapter (None: the bare base): stable prefixes of each prompt kind, and the
+        # recent full prompts, one per conversation.
+        self._prefix_store: dict[str | None, OrderedDict[tuple[int, ...], _Snapshot]] = {}
+        self._recent_store: dict[str | None, OrderedDict[tuple[int, ...], _Snapshot]] = {}
+        self.adapters: dict[str, LoadedAdapter] = {}
+        self._active: str | None = None
         self._max_prefixes = max_saved_prefixes
         self._max_recent = max_recent_prompts
         self._prefix_tokens: dict[str, list[int]] = {}
@@ -101,15 +119,76 @@ class LlamaEngine:
             name=os.path.basename(model_path),
         )
 
+    # -- adapters --------------------------------------------------------------------------------
+    def load_adapter(self, name: str, path: str) -> LoadedAdapter:
+        """Load a GGUF LoRA adapter on this model (not yet applied). Typed errors for every bad file."""
+        if not os.path.isfile(path):
+            raise AdapterError(f"adapter file not found: {path}")
+        lc = self._llama_cpp
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise AdapterError(f"{path} is not a GGUF file")
+        with self._lock:
+            handle = lc.llama_adapter_lora_init(self._llm.model, path.encode("utf-8"))
+            if not handle:
+                raise AdapterError(
+                    f"llama.cpp could not load {path} as a LoRA adapter for {self.name} "
+                    "(not an adapter, corrupt, or made for another architecture or size)"
+                )
+            adapter = LoadedAdapter(name=name, path=path, handle=handle, metadata=self._adapter_metadata(handle))
+            self.adapters[name] = adapter
+        return adapter
+
+    def _adapter_metadata(self, handle: Any) -> dict[str, str]:
+        lc = self._llama_cpp
+        buf = ctypes.create_string_buffer(4096)
+        meta = {}
+        for i in range(lc.llama_adapter_meta_count(handle)):
+            if lc.llama_adapter_meta_key_by_index(handle, i, buf, len(buf)) < 0:
+                continue
+            key = buf.value.decode("utf-8", errors="replace")
+            if lc.llama_adapter_meta_val_str_by_index(handle, i, buf, len(buf)) >= 0:
+                meta[key] = buf.value.decode("utf-8", errors="replace")
+        return meta
+
+    def _use(self, adapter: str | None) -> None:
+        """Apply ``adapter`` (None: no adapter) to the context; drop the live KV state when it changes."""
+        if adapter == self._active:
+            return
+        if adapter is not None and adapter not in self.adapters:
+            raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(self.adapters) or 'none'}")
+        lc, llm = self._llama_cpp, self._llm
+        if adapter is None:
+            rc = lc.llama_set_adapters_lora(llm.ctx, None, 0, None)
+        else:
+            handles = (lc.llama_adapter_lora_p_ctypes * 1)(self.adapters[adapter].handle)
+            scales = (ctypes.c_float * 1)(1.0)
+            rc = lc.llama_set_adapters_lora(llm.ctx, handles, 1, scales)
+        if rc != 0:
+            raise AdapterError(f"llama.cpp could not apply adapter {adapter!r}")
+        self._active = adapter
+        llm.n_tokens = 0  # the KV cells were computed under the previous adapter
+
+    @property
+    def _prefixes(self) -> OrderedDict[tuple[int, ...], _Snapshot]:
+        return self._prefix_store.setdefault(self._active, OrderedDict())
+
+    @property
+    def _recent(self) -> OrderedDict[tuple[int, ...], _Snapshot]:
+        return self._recent_store.setdefault(self._active, OrderedDict())
+
     @property
     def name(self) -> str:
         return self.metadata.get("general.name") or os.path.basename(self.model_path)
 
     # -- tokens ----------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
-        """Tokenize rendered template text: special tokens parsed, BOS added only if the model wants it and the text lacks it."""
+        """Tokenize rendered template text: special tokens parsed; BOS added when wanted and missing."""
         add_bos = not (self._bos_text and text.startswith(self._bos_text))
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
     def token_ids(self, word: str) -> list[int]:
         return self._llm.tokenize(word.encode("utf-8"), add_bos=False, special=False)
@@ -126,7 +205,7 @@ class LlamaEngine:
         return min(_common_prefix(prefix, tokens), len(tokens) - 1)
 
     # -- KV cache --------------------------------------------------------------------------------
-    def _snapshot(self) -> "_Snapshot":
+    def _snapshot(self) -> _Snapshot:
         """The context's state (KV cells in use, last logits) and its tokens; no copy of the Python-side scores."""
         llm, lc = self._llm, self._llama_cpp
         size = lc.llama_state_get_size(llm.ctx)
@@ -134,7 +213,7 @@ class LlamaEngine:
         n = lc.llama_state_get_data(llm.ctx, buf, size)
         return _Snapshot(tokens=llm.input_ids[: llm.n_tokens].copy(), data=bytes(buf)[:n])
 
-    def _restore(self, snap: "_Snapshot") -> None:
+    def _restore(self, snap: _Snapshot) -> None:
         llm, lc = self._llm, self._llama_cpp
         buf = (ctypes.c_uint8 * len(snap.data)).from_buffer_copy(snap.data)
         if lc.llama_state_set_data(llm.ctx, buf, len(snap.data)) != len(snap.data):
@@ -186,14 +265,21 @@ class LlamaEngine:
 
     # -- calls -----------------------------------------------------------------------------------
     def generate(
-        self, prompt: RenderedPrompt, max_tokens: int, temperature: float = 0.0, tokens: list[int] | None = None
+        self,
+        prompt: RenderedPrompt,
+        max_tokens: int,
+        temperature: float = 0.0,
+        tokens: list[int] | None = None,
+        adapter: str | None = None,
     ) -> Generation:
         """Greedy (or sampled) continuation of ``prompt`` up to its stop tag, end of generation or ``max_tokens``.
 
         ``tokens``: the prompt already tokenized by the caller (fitting it to the context did that).
+        ``adapter``: the name of a loaded adapter to run under, or None for the bare base.
         """
         stop = prompt.stop
         with self._lock:
+            self._use(adapter)
             start = time.perf_counter()
             tokens = tokens if tokens is not None else self.tokenize(prompt.text)
             self._check_fits(len(tokens), max_tokens)
@@ -227,9 +313,10 @@ class LlamaEngine:
         )
         return Generation(text=text.split(stop, 1)[0], timings=timings)
 
-    def yes_probability(self, prompt: RenderedPrompt) -> tuple[float, Timings]:
+    def yes_probability(self, prompt: RenderedPrompt, adapter: str | None = None) -> tuple[float, Timings]:
         """P(yes) from the next-token logits of "yes" vs "no" (either casing): a one-token constrained answer."""
         with self._lock:
+            self._use(adapter)
             start = time.perf_counter()
             tokens = self.tokenize(prompt.text)
             self._check_fits(len(tokens), 1)
@@ -255,6 +342,6 @@ class LlamaEngine:
         return p_yes, timings
 
     def chat_reply(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.7) -> str:
-        """A plain chat answer in the model's template (for trying a conversation out, not for rewriting)."""
+        """A plain chat answer in the model's template, from the bare base (for trying a conversation out)."""
         prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop="<|im_end|>")
         return self.generate(prompt, max_tokens=max_tokens, temperature=temperature).text.strip()

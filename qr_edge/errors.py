@@ -29,6 +29,12 @@ class ModelLoadError(QrEdgeError):
     exit_code = 3
 
 
+class AdapterError(QrEdgeError):
+    """An adapter file is missing, corrupt, not a LoRA, made for another base, or not loaded under that name."""
+
+    exit_code = 3
+
+
 class InputFileError(QrEdgeError):
     """A conversation, batch or examples file could not be read or parsed."""
 

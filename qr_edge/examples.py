@@ -28,7 +28,7 @@ class FewShotExample(BaseModel):
 def load_examples(path: str | Path | None = None) -> list[FewShotExample]:
     """Read examples from a JSONL file (one FewShotExample per line); ``None`` reads the bundled set."""
     if path is None:
-        text = resources.files("qr_edge.data").joinpath("examples.jsonl").read_text(encoding="utf-8")
+        text = resources.files("qr_edge.assets").joinpath("examples.jsonl").read_text(encoding="utf-8")
         source = "bundled examples"
     else:
         try:
@@ -67,4 +67,3 @@ def select_examples(examples: list[FewShotExample], n: int, order: str = "interl
             if q and len(picked) < n:
                 picked.append(q.pop(0))
     return picked
-

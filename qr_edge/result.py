@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,9 @@ class Decision(str, Enum):
     REJECTED_UNSUPPORTED = "rejected_unsupported"  # the output added content found nowhere in the conversation
     REJECTED_ANSWER = "rejected_answer"  # the output answered the query instead of rewriting it
     REJECTED_INVALID = "rejected_invalid"  # empty, markup, or far too long
-    SKIPPED_MISSING_CONTEXT = "skipped_missing_context"  # legacy input: the query depends on an answer we were not given
+    SKIPPED_MISSING_CONTEXT = (
+        "skipped_missing_context"  # legacy input: the query depends on an answer we were not given
+    )
 
 
 class Timings(BaseModel):
@@ -33,8 +35,14 @@ class Timings(BaseModel):
     generation_ms: float = 0.0
     total_ms: float = 0.0
 
-    def add(self, other: "Timings") -> None:
-        for name in ("prompt_tokens", "prompt_tokens_reused", "prompt_tokens_evaluated", "generated_tokens", "model_calls"):
+    def add(self, other: Timings) -> None:
+        for name in (
+            "prompt_tokens",
+            "prompt_tokens_reused",
+            "prompt_tokens_evaluated",
+            "generated_tokens",
+            "model_calls",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.prompt_ms += other.prompt_ms
         self.generation_ms += other.generation_ms
@@ -45,8 +53,8 @@ class GateVerdict(BaseModel):
 
     needs_rewrite: bool
     needs_rewrite_p: float
-    depends_on_answer: Optional[bool] = None
-    depends_on_answer_p: Optional[float] = None
+    depends_on_answer: bool | None = None
+    depends_on_answer_p: float | None = None
 
 
 class RewriteResult(BaseModel):
@@ -57,8 +65,8 @@ class RewriteResult(BaseModel):
     changed: bool
     decision: Decision
     reason: str = ""
-    raw_output: Optional[str] = None
-    gate: Optional[GateVerdict] = None
+    raw_output: str | None = None
+    gate: GateVerdict | None = None
     timings: Timings = Field(default_factory=Timings)
     id: Any = None
 

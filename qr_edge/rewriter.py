@@ -5,39 +5,51 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from .adapters import BUNDLED, PromptFormatWarning, _Bundled, check_adapter, prompt_spec
 from .engine import LlamaEngine
-from .errors import ContextOverflowError
+from .errors import AdapterError, ContextOverflowError
 from .examples import FewShotExample, load_examples, select_examples
 from .gate import QueryGate
 from .guard import LeakageGuard
 from .messages import Message, MessagesLike, messages_from_queries, parse_messages
-from .model_source import resolve_model
-from .prompt import MAX_HISTORY_TURNS, PROMPT_FORMAT_VERSION, PromptBuilder, RenderedPrompt, fit_to_budget
+from .model_meta import MAX_HISTORY_TURNS, META_PROMPT_VERSION, PROMPT_FORMATS, output_budget
+from .model_source import bundled_adapter_path, is_embedded, resolve_model
+from .prompt import PromptBuilder, RenderedPrompt, fit_to_budget
 from .result import Decision, GateVerdict, RewriteResult, Timings
 
-#: GGUF metadata keys qr-edge's converter writes; read here to run a model the way it was trained.
-META_PROMPT_VERSION = "qr_edge.prompt_format_version"
-META_N_EXAMPLES = "qr_edge.n_examples"
-DEFAULT_N_EXAMPLES = 4
+__all__ = ["BUNDLED", "PromptFormatWarning", "Rewriter"]
 
 
-class PromptFormatWarning(UserWarning):
-    """The model was fine-tuned for another prompt format version than this runtime builds."""
+DEFAULT_ADAPTER_NAME = "default"
+
+
+@dataclass
+class _Profile:
+    """Everything that depends on the adapter a call runs under: its prompt, guard and gate."""
+
+    adapter: str | None
+    builder: PromptBuilder
+    guard: LeakageGuard
+    gate: QueryGate
 
 
 class Rewriter:
     """Rewrites the last user query of a conversation into a standalone query, or keeps it.
 
-    One instance holds one model in memory and may be shared by several threads (calls are serialised).
+    One instance holds one model in memory, with any number of GGUF LoRA adapters loaded on it and
+    chosen per call; it may be shared by several threads (calls are serialised).
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str] | None = None,
         *,
+        adapter: str | os.PathLike[str] | None | _Bundled = BUNDLED,
+        adapters: Mapping[str, str | os.PathLike[str]] | None = None,
         hf_file: str | None = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
@@ -55,30 +67,86 @@ class Rewriter:
         self.engine = LlamaEngine(
             self.model_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, seed=seed, verbose=verbose
         )
-        meta = self.engine.metadata
-        trained_version = meta.get(META_PROMPT_VERSION)
-        if trained_version and trained_version != PROMPT_FORMAT_VERSION:
-            warnings.warn(
-                f"{self.engine.name} was fine-tuned for prompt format {trained_version}, this runtime builds {PROMPT_FORMAT_VERSION}",
-                PromptFormatWarning,
-                stacklevel=2,
-            )
-        if n_examples is None:
-            n_examples = int(meta.get(META_N_EXAMPLES, DEFAULT_N_EXAMPLES))
-        pool = list(examples) if isinstance(examples, Sequence) and not isinstance(examples, str) else load_examples(examples)
-        self.examples = select_examples(pool, n_examples, example_order)
-        self.builder = PromptBuilder(self.engine.chat_template, self.examples)
-        self.guard = guard or LeakageGuard(self.examples)
-        self.gate = QueryGate(self.engine, self.builder)
+        if isinstance(adapter, _Bundled):
+            adapter = bundled_adapter_path() if is_embedded(self.model_path) else None
+        named = {str(k): str(v) for k, v in (adapters or {}).items()}
+        if adapter is not None:
+            if DEFAULT_ADAPTER_NAME in named:
+                raise AdapterError(f"adapter name {DEFAULT_ADAPTER_NAME!r} is taken by adapter=; pick another name")
+            named = {DEFAULT_ADAPTER_NAME: str(adapter), **named}
+        self._pool = (
+            list(examples)
+            if isinstance(examples, Sequence) and not isinstance(examples, str)
+            else load_examples(examples)
+        )
+        self._custom_guard = guard
+        self._n_examples = n_examples
+        self._example_order = example_order
+        base_meta = self.engine.metadata
+        self._profiles: dict[str | None, _Profile] = {None: self._profile(None, base_meta, self.engine.name)}
+        for name, path in named.items():
+            loaded = self.engine.load_adapter(name, path)
+            check_adapter(loaded.metadata, base_meta, path)
+            self._profiles[name] = self._profile(name, loaded.metadata, path)
+        #: The adapter a call uses when it names none: ``adapter=``, else the only one of ``adapters=``, else none.
+        self.default_adapter: str | None = next(iter(named)) if len(named) == 1 or adapter is not None else None
         self.temperature = temperature
         self.max_history_turns = max_history_turns
 
+    def _profile(self, name: str | None, metadata: dict[str, str], source: str) -> _Profile:
+        fmt = metadata.get(META_PROMPT_VERSION)
+        if name is None and fmt and fmt not in PROMPT_FORMATS:
+            warnings.warn(
+                f"{source} was fine-tuned for prompt format {fmt}, this runtime builds {', '.join(PROMPT_FORMATS)}",
+                PromptFormatWarning,
+                stacklevel=3,
+            )
+            metadata = {k: v for k, v in metadata.items() if k != META_PROMPT_VERSION}
+        spec = prompt_spec(metadata, source, self._n_examples)
+        examples = select_examples(self._pool, spec.n_examples, self._example_order)
+        builder = PromptBuilder(self.engine.chat_template, examples, fmt=spec.fmt)
+        guard = self._custom_guard or LeakageGuard(builder.examples)
+        return _Profile(adapter=name, builder=builder, guard=guard, gate=QueryGate(self.engine, builder, adapter=name))
+
+    # -- which adapter ---------------------------------------------------------------------------
+    @property
+    def adapter_names(self) -> list[str]:
+        return [name for name in self._profiles if name is not None]
+
+    def _select(self, adapter: str | None | _Bundled) -> _Profile:
+        name = self.default_adapter if isinstance(adapter, _Bundled) else adapter
+        if name not in self._profiles:
+            raise AdapterError(
+                f"no adapter named {name!r} is loaded; loaded: {', '.join(self.adapter_names) or 'none'}"
+            )
+        return self._profiles[name]
+
+    @property
+    def builder(self) -> PromptBuilder:
+        """The prompt builder of the default adapter (what ``render_prompt`` shows)."""
+        return self._select(BUNDLED).builder
+
+    @property
+    def examples(self) -> list[FewShotExample]:
+        return self.builder.examples
+
+    @property
+    def guard(self) -> LeakageGuard:
+        return self._select(BUNDLED).guard
+
     # -- prompt ----------------------------------------------------------------------------------
-    def _fit(self, messages: list[Message]) -> tuple[list[Message], RenderedPrompt, list[int], int]:
-        """Kept messages, prompt, its tokens and the output budget, fitted to the context window."""
-        max_tokens = min(256, 2 * len(self.engine.token_ids(messages[-1].content)) + 48)
+    def fit_prompt(
+        self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED
+    ) -> tuple[list[Message], RenderedPrompt, list[int], int]:
+        """Kept messages, prompt, its tokens and the output budget for ``messages``, fitted to the context."""
+        return self._fit(parse_messages(messages), self._select(adapter))
+
+    def _fit(self, messages: list[Message], profile: _Profile) -> tuple[list[Message], RenderedPrompt, list[int], int]:
+        max_tokens = output_budget(len(self.engine.token_ids(messages[-1].content)))
         budget = self.engine.n_ctx - max_tokens
-        fitted = fit_to_budget(messages, self.builder.rewrite_prompt, self.engine.tokenize, budget, self.max_history_turns)
+        fitted = fit_to_budget(
+            messages, profile.builder.rewrite_prompt, self.engine.tokenize, budget, self.max_history_turns
+        )
         if fitted is None:
             raise ContextOverflowError(
                 f"the query alone does not fit the model's context of {self.engine.n_ctx} tokens; "
@@ -86,38 +154,49 @@ class Rewriter:
             )
         return (*fitted, max_tokens)
 
-    def render_prompt(self, messages: MessagesLike) -> str:
+    def render_prompt(self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED) -> str:
         """The exact text the model receives for ``messages`` (chat template + XML), after fitting."""
-        return self._fit(parse_messages(messages))[1].text
+        return self._fit(parse_messages(messages), self._select(adapter))[1].text
 
     # -- rewrite ---------------------------------------------------------------------------------
-    def rewrite(self, messages: MessagesLike) -> RewriteResult:
-        """Rewrite the last user message of a full conversation (user and assistant turns)."""
-        return self._rewrite(parse_messages(messages), time.perf_counter(), Timings(), None)
+    def rewrite(self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED) -> RewriteResult:
+        """Rewrite the last user message of a full conversation (user and assistant turns).
 
-    def rewrite_queries(self, queries: Sequence[str]) -> RewriteResult:
+        ``adapter``: a loaded adapter's name, None for the bare base; by default the rewriter's default adapter.
+        """
+        profile = self._select(adapter)
+        return self._rewrite(parse_messages(messages), profile, time.perf_counter(), Timings(), None)
+
+    def rewrite_queries(self, queries: Sequence[str], adapter: str | None | _Bundled = BUNDLED) -> RewriteResult:
         """Legacy input, user queries only: the two-stage gate runs first."""
+        profile = self._select(adapter)
         start = time.perf_counter()
         messages = messages_from_queries(queries)
         if len(messages) == 1:
             return self._finish(messages[0].content, Decision.NO_HISTORY, "", start, Timings(), None)
-        verdict, timings = self.gate.decide(messages)
+        verdict, timings = profile.gate.decide(messages)
         if not verdict.needs_rewrite:
-            return self._finish(messages[-1].content, Decision.UNCHANGED, "gate: no rewrite needed", start, timings, verdict)
+            return self._finish(
+                messages[-1].content, Decision.UNCHANGED, "gate: no rewrite needed", start, timings, verdict
+            )
         if verdict.depends_on_answer:
             reason = "gate: the query depends on an assistant answer that was not given"
             return self._finish(messages[-1].content, Decision.SKIPPED_MISSING_CONTEXT, reason, start, timings, verdict)
-        return self._rewrite(messages, start, timings, verdict)
+        return self._rewrite(messages, profile, start, timings, verdict)
 
-    def _rewrite(self, messages: list[Message], start: float, timings: Timings, verdict: GateVerdict | None) -> RewriteResult:
+    def _rewrite(
+        self, messages: list[Message], profile: _Profile, start: float, timings: Timings, verdict: GateVerdict | None
+    ) -> RewriteResult:
         query = messages[-1].content
         if not any(m.role in ("user", "assistant") for m in messages[:-1]):
             return self._finish(query, Decision.NO_HISTORY, "", start, timings, verdict)
-        kept, prompt, tokens, max_tokens = self._fit(messages)
-        generation = self.engine.generate(prompt, max_tokens=max_tokens, temperature=self.temperature, tokens=tokens)
+        kept, prompt, tokens, max_tokens = self._fit(messages, profile)
+        generation = self.engine.generate(
+            prompt, max_tokens=max_tokens, temperature=self.temperature, tokens=tokens, adapter=profile.adapter
+        )
         timings.add(generation.timings)
-        output = self.builder.parse_output(generation.text)
-        verdict_g = self.guard.check(output, kept)
+        output = profile.builder.parse_output(generation.text)
+        verdict_g = profile.guard.check(output, kept)
         rewrite = output if verdict_g.decision == Decision.REWRITTEN else query
         return RewriteResult(
             query=query,
@@ -142,6 +221,11 @@ class Rewriter:
     ) -> RewriteResult:
         """A result that keeps the query, without (further) model calls."""
         return RewriteResult(
-            query=query, rewrite=query, changed=False, decision=decision, reason=reason,
-            gate=verdict, timings=self._total(timings, start),
+            query=query,
+            rewrite=query,
+            changed=False,
+            decision=decision,
+            reason=reason,
+            gate=verdict,
+            timings=self._total(timings, start),
         )

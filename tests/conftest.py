@@ -20,8 +20,9 @@ CONVERSATION = [
 
 @pytest.fixture(scope="session")
 def rewriter() -> Rewriter:
-    """The embedded SmolLM2-135M through the full pipeline; a small context keeps overflow tests quick."""
-    return Rewriter(n_ctx=2048, n_examples=2)
+    """The bare embedded SmolLM2-135M (2-shot, no adapter) through the full pipeline; a small context keeps
+    overflow tests quick."""
+    return Rewriter(n_ctx=2048, n_examples=2, adapter=None)
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from . import convert as _convert
 from . import data as _data
 from . import eval as _eval
 from . import rewrite as _rewrite
+from . import serve as _serve
 from . import train as _train
 from . import tui as _tui
 
@@ -31,11 +32,13 @@ app.add_typer(_data.app, name="data")
 app.command("eval")(_eval.eval_command)
 app.command("tui")(_tui.tui)
 app.command("bench")(_bench.bench)
+app.command("serve")(_serve.serve)
 
 
 @app.callback()
 def _root() -> None:
     """Offline multi-turn query rewriting on llama.cpp."""
+
 
 err_console = Console(stderr=True)
 

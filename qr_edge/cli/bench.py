@@ -6,22 +6,34 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..atomic_file import atomic_path
-from ..bench import SYSTEMS, BenchRow, machine, run_bench
 from ..errors import InputFileError
+from ..evaluate.bench import SYSTEMS, BenchRow, machine, run_bench
 from ..model_source import resolve_model
-from .rewrite import GpuOpt, ModelOpt, NExamplesOpt, ThreadsOpt
+from .options import GpuOpt, ModelOpt, NExamplesOpt, ThreadsOpt
 
 console = Console(width=max(Console().width, 132))  # tables stay readable in logs and pipes
 err_console = Console(stderr=True)
-COLUMNS = ["system", "scenario", "rewrites", "p50_ms", "p95_ms", "mean_ms", "mean_prompt_tokens_evaluated", "mean_prompt_tokens_reused",
-           "generated_tokens_per_s", "load_s", "peak_rss_mb", "note"]
+COLUMNS = [
+    "system",
+    "scenario",
+    "rewrites",
+    "p50_ms",
+    "p95_ms",
+    "mean_ms",
+    "mean_prompt_tokens_evaluated",
+    "mean_prompt_tokens_reused",
+    "generated_tokens_per_s",
+    "load_s",
+    "peak_rss_mb",
+    "note",
+]
 
 
 def _fmt(value) -> str:
@@ -46,36 +58,76 @@ def markdown(rows: list[BenchRow], model: str, command: str) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_fmt(getattr(r, c)) for c in COLUMNS) + " |\n" for r in rows)
     ratios = "".join(f"- {line}\n" for line in speedups(rows))
-    return (f"# Benchmarks\n\nMachine: {machine()}\n\nModel: `{model}`\n\nCommand: `{command}`\n\n{head}{body}\n{ratios}")
+    return f"# Benchmarks\n\nMachine: {machine()}\n\nModel: `{model}`\n\nCommand: `{command}`\n\n{head}{body}\n{ratios}"
 
 
 def bench(
     model: ModelOpt = None,
     turns: Annotated[int, typer.Option("--turns", help="user turns per conversation")] = 6,
     repeat: Annotated[int, typer.Option("--repeat", help="conversations per scenario")] = 3,
-    systems: Annotated[list[str], typer.Option("--system", help="qr-edge, peer, transformers (repeat; default all)")] = list(SYSTEMS),  # noqa: B006
-    scenarios: Annotated[list[str], typer.Option("--scenario", help="stream, interleaved (repeat; default both)")] = ["stream", "interleaved"],  # noqa: B006
+    systems: Annotated[
+        list[str], typer.Option("--system", help="qr-edge, peer, transformers (repeat; default all)")
+    ] = list(SYSTEMS),  # noqa: B006
+    scenarios: Annotated[
+        list[str], typer.Option("--scenario", help="stream, interleaved (repeat; default both)")
+    ] = None,  # noqa: B006
     n_examples: NExamplesOpt = None,
     threads: ThreadsOpt = None,
     gpu_layers: GpuOpt = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", help="write rows as JSON")] = None,
-    docs: Annotated[Optional[Path], typer.Option("--docs", help="write a markdown report (e.g. docs/benchmarks.md)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write rows as JSON")] = None,
+    docs: Annotated[
+        Path | None, typer.Option("--docs", help="write a markdown report (e.g. docs/benchmarks.md)")
+    ] = None,
 ) -> None:
     """Rewrite latency (p50/p95), reused vs new prompt tokens, tokens/s, load time and peak RSS per system."""
+    if scenarios is None:
+        scenarios = ["stream", "interleaved"]
     bad = sorted(set(systems) - set(SYSTEMS)) + sorted(set(scenarios) - {"stream", "interleaved"})
     if bad:
-        raise InputFileError(f"unknown system or scenario {bad}; systems: {', '.join(SYSTEMS)}; scenarios: stream, interleaved")
+        raise InputFileError(
+            f"unknown system or scenario {bad}; systems: {', '.join(SYSTEMS)}; scenarios: stream, interleaved"
+        )
     if turns < 2 or repeat < 1:
         raise InputFileError("--turns must be at least 2 and --repeat at least 1")
     path = resolve_model(model)
     err_console.print(f"benchmarking {path} on {machine()}", highlight=False)
-    rows = run_bench(path, systems, scenarios, turns, repeat, {"n_examples": n_examples, "threads": threads, "gpu_layers": gpu_layers})
+    rows = run_bench(
+        path,
+        systems,
+        scenarios,
+        turns,
+        repeat,
+        {"n_examples": n_examples, "threads": threads, "gpu_layers": gpu_layers},
+    )
     table = Table(title="rewrite latency", title_justify="left")
-    for col in ("system", "scenario", "n", "p50 ms", "p95 ms", "mean ms", "new tok", "reused tok", "gen tok/s", "load s", "RSS MB"):
+    for col in (
+        "system",
+        "scenario",
+        "n",
+        "p50 ms",
+        "p95 ms",
+        "mean ms",
+        "new tok",
+        "reused tok",
+        "gen tok/s",
+        "load s",
+        "RSS MB",
+    ):
         table.add_column(col, no_wrap=True)
     for r in rows:
-        table.add_row(r.system, r.scenario, str(r.rewrites), _fmt(r.p50_ms), _fmt(r.p95_ms), _fmt(r.mean_ms), _fmt(r.mean_prompt_tokens_evaluated),
-                      _fmt(r.mean_prompt_tokens_reused), _fmt(r.generated_tokens_per_s), _fmt(r.load_s), _fmt(r.peak_rss_mb))
+        table.add_row(
+            r.system,
+            r.scenario,
+            str(r.rewrites),
+            _fmt(r.p50_ms),
+            _fmt(r.p95_ms),
+            _fmt(r.mean_ms),
+            _fmt(r.mean_prompt_tokens_evaluated),
+            _fmt(r.mean_prompt_tokens_reused),
+            _fmt(r.generated_tokens_per_s),
+            _fmt(r.load_s),
+            _fmt(r.peak_rss_mb),
+        )
     console.print(table)
     for r in rows:
         if r.note:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..dataset import write_dataset
+from ..data.dataset import write_dataset
+from ..data.importers import FORMATS, import_corpus
+from ..data.synthetic import RewriteGenerator
 from ..errors import InputFileError
-from ..importers import FORMATS, import_corpus
-from ..synthetic import RewriteGenerator
 
 console = Console(stderr=True)
 app = typer.Typer(help="Datasets: generate synthetic data, import public corpora.", no_args_is_help=True)
@@ -59,17 +59,23 @@ def import_(
         console.print(f"  e.g. {escape(example)}", highlight=False)
 
 
-BaseUrlOpt = Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1")]
+BaseUrlOpt = Annotated[
+    str, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1")
+]
 TeacherModelOpt = Annotated[str, typer.Option("--model", help="teacher model name as the server knows it")]
-KeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="environment variable holding the API key (never printed)")]
+KeyEnvOpt = Annotated[
+    str, typer.Option("--api-key-env", help="environment variable holding the API key (never printed)")
+]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="requests in flight at once")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="longest teacher answer, in tokens")]
 
 
 def _teacher(base_url: str, model: str, api_key_env: str, concurrency: int, max_tokens: int):
-    from ..teacher import Teacher, TeacherConfig
+    from ..data.teacher import Teacher, TeacherConfig
 
-    config = TeacherConfig(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, max_tokens=max_tokens)
+    config = TeacherConfig(
+        base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, max_tokens=max_tokens
+    )
     return Teacher(config)
 
 
@@ -84,11 +90,15 @@ def _progress(total: int, label: str):
 def _finish(stats, out: Path) -> None:
     rejected = ", ".join(f"{k}: {v}" for k, v in stats.rejected.items()) or "none"
     console.print(
-        f"{stats.stage}: {stats.written} written to {out}, {stats.skipped_existing} already there, {stats.malformed} malformed, "
-        f"{stats.refined} refined, rejected: {rejected}; failed requests: {stats.failed}; usage: {stats.usage}", highlight=False,
+        f"{stats.stage}: {stats.written} written to {out}, {stats.skipped_existing} already there, "
+        f"{stats.malformed} malformed, "
+        f"{stats.refined} refined, rejected: {rejected}; failed requests: {stats.failed}; usage: {stats.usage}",
+        highlight=False,
     )
     if stats.failed:
-        raise InputFileError(f"{stats.failed} requests failed (is the server reachable?); rerun the same command to resume")
+        raise InputFileError(
+            f"{stats.failed} requests failed (is the server reachable?); rerun the same command to resume"
+        )
 
 
 @app.command("synth")
@@ -99,13 +109,13 @@ def synth_command(
     n: Annotated[int, typer.Option("--n", help="samples to generate")] = 100,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     lang: Annotated[list[str], typer.Option("--lang")] = ["en", "zh"],  # noqa: B006
-    topic: Annotated[Optional[list[str]], typer.Option("--topic", help="seed topics (repeat)")] = None,
+    topic: Annotated[list[str] | None, typer.Option("--topic", help="seed topics (repeat)")] = None,
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
     concurrency: ConcurrencyOpt = 4,
     max_tokens: MaxTokensOpt = 768,
 ) -> None:
     """A teacher writes conversations, its reasoning and the rewrite, over a zh/en scenario mix."""
-    from ..distill import synth
+    from ..data.distill import synth
 
     teacher = _teacher(base_url, model, api_key_env, concurrency, max_tokens)
     progress, advance = _progress(n, "synth")
@@ -121,14 +131,16 @@ def judge_command(
     base_url: BaseUrlOpt,
     model: TeacherModelOpt,
     threshold: Annotated[int, typer.Option("--threshold", help="keep when every score is at least this (1-5)")] = 4,
-    refine: Annotated[bool, typer.Option("--refine/--no-refine", help="correct and re-judge samples one point below")] = True,
+    refine: Annotated[
+        bool, typer.Option("--refine/--no-refine", help="correct and re-judge samples one point below")
+    ] = True,
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
     concurrency: ConcurrencyOpt = 4,
     max_tokens: MaxTokensOpt = 768,
 ) -> None:
     """Deterministic checks, then 1-5 judge scores with a rationale; filter and refine."""
-    from ..dataset import read_dataset
-    from ..distill import judge
+    from ..data.dataset import read_dataset
+    from ..data.distill import judge
 
     teacher = _teacher(base_url, model, api_key_env, concurrency, max_tokens)
     progress, advance = _progress(len(read_dataset(source)), "judge")
@@ -141,14 +153,36 @@ def judge_command(
 def build_command(
     inputs: Annotated[list[Path], typer.Argument(help="judged (or any) dataset JSONL files")],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for train.jsonl, dev.jsonl, card.json, card.md")],
-    golden: Annotated[Optional[Path], typer.Option("--golden", help="golden records to mix into train")] = None,
-    golden_ratio: Annotated[float, typer.Option("--golden-ratio", help="share of golden records in the final train split")] = 0.1,
+    golden: Annotated[Path | None, typer.Option("--golden", help="golden records to mix into train")] = None,
+    golden_ratio: Annotated[
+        float, typer.Option("--golden-ratio", help="share of golden records in the final train split")
+    ] = 0.1,
     dev_ratio: Annotated[float, typer.Option("--dev-ratio")] = 0.1,
     near: Annotated[float, typer.Option("--near", help="MinHash Jaccard threshold for near duplicates")] = 0.85,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Deduplicate (exact + MinHash), split train/dev, mix in the golden set, write a data card."""
-    from ..build import build
+    from ..data.build import build
 
     card = build(inputs, out_dir, golden, golden_ratio, dev_ratio, near, seed)
     console.print(card.markdown(), highlight=False, markup=False)
+
+
+@app.command("mix")
+def mix_command(
+    recipe: Annotated[Path, typer.Option("--recipe", help="TOML recipe (see recipes/default.toml)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for train.jsonl, dev-*.jsonl, test-*.jsonl, card.json")],
+) -> None:
+    """Build a training mix and held-out dev/test splits per style from public corpora and the generators (seeded)."""
+    from rich.table import Table
+
+    from ..data.mix import build_mix
+
+    card = build_mix(recipe, out)
+    table = Table(title=f"{out} (recipe sha256 {card.recipe_sha256[:12]})")
+    for col in ("file", "records", "labels", "sha256"):
+        table.add_column(col)
+    for name, info in card.files.items():
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(info["labels"].items()))
+        table.add_row(name, str(info["records"]), labels, info["sha256"][:12])
+    Console().print(table)

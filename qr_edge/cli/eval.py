@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,17 +11,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..atomic_file import atomic_path
-from ..dataset import read_dataset
-from ..evaluation import EvalReport, MetricRow, evaluate_cases, metric_rows
-from .rewrite import ExamplesOpt, GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt, build_rewriter
+from ..data.dataset import read_dataset
+from ..evaluate.quality import EvalReport, MetricRow, evaluate_cases, metric_rows
+from .options import AdapterOpt, ExamplesOpt, GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt, build_rewriter
 
 console = Console(width=max(Console().width, 132))  # tables stay readable in logs and pipes
 err_console = Console(stderr=True)
 
 QUALITY = [("exact_match", "EM"), ("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L")]
 SAFETY = [
-    ("unchanged_accuracy", "unchg acc"), ("rewrote_when_not_needed", "needless"), ("missing_context_safety", "miss-ctx"),
-    ("leakage_rate", "leak"), ("unsupported_rate", "unsup"), ("guard_rejections", "rejects"),
+    ("unchanged_accuracy", "unchg acc"),
+    ("rewrote_when_not_needed", "needless"),
+    ("missing_context_safety", "miss-ctx"),
+    ("leakage_rate", "leak"),
+    ("unsupported_rate", "unsup"),
+    ("guard_rejections", "rejects"),
 ]
 
 
@@ -38,12 +42,18 @@ def metrics_table(rows: list[MetricRow], columns: list[tuple[str, str]], title: 
 
 
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="dataset JSONL (messages, rewrite, label, lang)")],
-    baselines: Annotated[bool, typer.Option("--baselines", help="add never-rewrite and raw-model (no guard) rows")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="write the report as JSON")] = None,
-    cases_out: Annotated[Optional[Path], typer.Option("--cases", help="write per-case outputs as JSONL")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="evaluate only the first N records")] = None,
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", help="dataset JSONL (messages, rewrite, label, lang); repeat for one slice per file"),
+    ],
+    baselines: Annotated[
+        bool, typer.Option("--baselines", help="add never-rewrite and raw-model (no guard) rows")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="write the report as JSON")] = None,
+    cases_out: Annotated[Path | None, typer.Option("--cases", help="write per-case outputs as JSONL")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="evaluate only the first N records of each file")] = None,
     model: ModelOpt = None,
+    adapter: AdapterOpt = None,
     examples: ExamplesOpt = None,
     n_examples: NExamplesOpt = None,
     n_ctx: NCtxOpt = 4096,
@@ -51,19 +61,34 @@ def eval_command(
     gpu_layers: GpuOpt = 0,
 ) -> None:
     """Exact match, BLEU-4, ROUGE-L, unchanged accuracy, missing-context safety, leakage and more."""
-    records = read_dataset(data)[:limit]
-    rw = build_rewriter(model, None, examples, n_examples, n_ctx, threads, gpu_layers)
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as progress:
+    records, styles = [], {}
+    for path in data:
+        part = read_dataset(path)[:limit]
+        records += part
+        styles.update({r.id: path.stem for r in part} if len(data) > 1 else {})
+    rw = build_rewriter(model, None, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
+    with Progress(
+        TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+    ) as progress:
         task = progress.add_task("eval", total=len(records))
-        cases = evaluate_cases(rw, records, on_case=lambda _: progress.advance(task))
-    rows = metric_rows(cases, {r.id: r for r in records})
+        cases = evaluate_cases(rw, records, on_case=lambda _: progress.advance(task), styles=styles)
+    rows = metric_rows(cases, {r.id: r for r in records}, rw.examples)
     if not baselines:
         rows = [r for r in rows if r.system == "qr-edge"]
     report = EvalReport(model=rw.engine.name, cases=len(cases), rows=rows)
-    title = f"{data.name} on {rw.engine.name}, {len(rw.examples)} few-shot examples"
+    adapter_name = Path(rw.engine.adapters[rw.default_adapter].path).name if rw.default_adapter else "no adapter"
+    title = (
+        f"{', '.join(p.name for p in data)} on {rw.engine.name} + {adapter_name}, {len(rw.examples)} few-shot examples"
+    )
     console.print(metrics_table(rows, QUALITY, f"quality: {title}"))
-    console.print(metrics_table(rows, SAFETY, "safety (unchg acc: kept when no rewrite needed; needless: rewrote when it should not; "
-                                "miss-ctx: kept when the answer is missing; leak/unsup: share of outputs with example/unsupported content)"))
+    console.print(
+        metrics_table(
+            rows,
+            SAFETY,
+            "safety (unchg acc: kept when no rewrite needed; needless: rewrote when it should not; "
+            "miss-ctx: kept when the answer is missing; leak/unsup: share of outputs with example/unsupported content)",
+        )
+    )
     if out is not None:
         with atomic_path(out) as tmp:
             tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from ..errors import MissingExtraError
-from .rewrite import GpuOpt, ModelOpt, ThreadsOpt
+from .options import AdapterOpt, GpuOpt, ModelOpt, NExamplesOpt, ThreadsOpt
 
 
 def tui(
     model: ModelOpt = None,
-    n_examples: Annotated[int, typer.Option("--n-examples", help="few-shot examples, 0-10")] = 4,
+    adapter: AdapterOpt = None,
+    n_examples: NExamplesOpt = None,
     threads: ThreadsOpt = None,
     gpu_layers: GpuOpt = 0,
 ) -> None:
@@ -20,5 +17,14 @@ def tui(
     try:
         from ..tui.app import RewriteApp
     except ImportError as exc:
-        raise MissingExtraError(f"qr-edge tui needs the tui extra ({exc.name} is missing): pip install 'qr-edge[tui]'") from None
-    RewriteApp({"model": model, "n_examples": n_examples, "threads": threads, "gpu_layers": gpu_layers}).run()
+        raise MissingExtraError(
+            f"qr-edge tui needs the tui extra ({exc.name} is missing): pip install 'qr-edge[tui]'"
+        ) from None
+    settings = {
+        "model": model,
+        "adapter": adapter,
+        "n_examples": n_examples,
+        "threads": threads,
+        "gpu_layers": gpu_layers,
+    }
+    RewriteApp(settings).run()

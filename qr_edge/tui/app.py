@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Input, Static
 
+from ..adapters import adapter_choice
 from ..errors import QrEdgeError
 from ..rewriter import Rewriter
 from .screens import PathScreen, SettingsScreen
@@ -39,7 +40,13 @@ class RewriteApp(App[None]):
     def __init__(self, settings: dict[str, Any] | None = None, rewriter: Rewriter | None = None) -> None:
         super().__init__()
         self.settings: dict[str, Any] = {
-            "model": None, "n_examples": 4, "example_order": "interleave", "temperature": 0.0, "threads": None, "gpu_layers": 0,
+            "model": None,
+            "adapter": None,  # None: the default (bundled on the embedded model); "none": no adapter; else a path
+            "n_examples": None,  # None: what the model or adapter records
+            "example_order": "interleave",
+            "temperature": 0.0,
+            "threads": None,
+            "gpu_layers": 0,
             **(settings or {}),
         }
         self.rewriter = rewriter
@@ -76,7 +83,11 @@ class RewriteApp(App[None]):
                 message = "no model loaded: F5 to choose one"
             else:
                 mode = "legacy: queries only + gate, side by side" if self.legacy else "full history"
-                message = f"{self.rewriter.engine.name} · {len(self.rewriter.examples)} examples · {mode}" + (" · answer mode" if self.answer_mode else "")
+                rw = self.rewriter
+                adapter = Path(rw.engine.adapters[rw.default_adapter].path).name if rw.default_adapter else "no adapter"
+                message = f"{rw.engine.name} · {adapter} · {len(rw.examples)} examples · {mode}" + (
+                    " · answer mode" if self.answer_mode else ""
+                )
         self.query_one("#status", Static).update(message)
 
     # -- workers ---------------------------------------------------------------------------------
@@ -86,8 +97,13 @@ class RewriteApp(App[None]):
         s = self.settings
         try:
             rewriter = Rewriter(
-                s["model"], n_examples=s["n_examples"], example_order=s["example_order"], temperature=s["temperature"],
-                n_threads=s["threads"], n_gpu_layers=s["gpu_layers"],
+                s["model"],
+                adapter=adapter_choice(s.get("adapter")),
+                n_examples=s["n_examples"],
+                example_order=s["example_order"],
+                temperature=s["temperature"],
+                n_threads=s["threads"],
+                n_gpu_layers=s["gpu_layers"],
             )
         except QrEdgeError as exc:
             self.call_from_thread(self.notify, str(exc), title="model", severity="error", timeout=10)

@@ -35,10 +35,24 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
         with Vertical(id="dialog"):
             yield Label("Model")
             yield Select(choices, value=c["model"] or "", allow_blank=False, id="model")
-            yield Label("Few-shot examples (0-10) and order")
+            yield Label(
+                "Adapter: empty = default (bundled on the embedded model), none = bare model, or a .lora.gguf path"
+            )
+            yield Input(c.get("adapter") or "", id="adapter", placeholder="default")
+            yield Label("Few-shot examples (0-10; empty = what the model records) and order")
             with Horizontal():
-                yield Input(str(c["n_examples"]), id="n_examples", type="integer")
-                yield Select([("interleave zh/en", "interleave"), ("file order", "file")], value=c["example_order"], allow_blank=False, id="order")
+                yield Input(
+                    "" if c["n_examples"] is None else str(c["n_examples"]),
+                    id="n_examples",
+                    type="integer",
+                    placeholder="auto",
+                )
+                yield Select(
+                    [("interleave zh/en", "interleave"), ("file order", "file")],
+                    value=c["example_order"],
+                    allow_blank=False,
+                    id="order",
+                )
             yield Label("Temperature, threads, GPU layers")
             with Horizontal():
                 yield Input(str(c["temperature"]), id="temperature", type="number")
@@ -55,10 +69,13 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
         try:
             values = {
                 "model": self.query_one("#model", Select).value or None,
-                "n_examples": max(0, min(10, int(self.query_one("#n_examples", Input).value or 0))),
+                "adapter": self.query_one("#adapter", Input).value.strip() or None,
+                "n_examples": _n_examples(self.query_one("#n_examples", Input).value),
                 "example_order": self.query_one("#order", Select).value,
                 "temperature": float(self.query_one("#temperature", Input).value or 0),
-                "threads": int(self.query_one("#threads", Input).value) if self.query_one("#threads", Input).value else None,
+                "threads": int(self.query_one("#threads", Input).value)
+                if self.query_one("#threads", Input).value
+                else None,
                 "gpu_layers": int(self.query_one("#gpu_layers", Input).value or 0),
             }
         except ValueError as exc:
@@ -97,3 +114,8 @@ class PathScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _n_examples(value: str) -> int | None:
+    """Empty: what the model or adapter records; else 0-10."""
+    return max(0, min(10, int(value))) if value.strip() else None

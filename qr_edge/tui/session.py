@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from ..atomic_file import atomic_path
 from ..messages import Message, read_conversation
@@ -19,8 +19,8 @@ Role = Literal["user", "assistant"]
 class Turn:
     role: Role
     content: str
-    result: Optional[RewriteResult] = None  # full history (user + assistant)
-    legacy: Optional[RewriteResult] = None  # queries only, through the two-stage gate
+    result: RewriteResult | None = None  # full history (user + assistant)
+    legacy: RewriteResult | None = None  # queries only, through the two-stage gate
     prompt: str = ""
 
 
@@ -42,7 +42,9 @@ class Session:
         messages = self.messages_until(turn)
         turn.result = rewriter.rewrite(messages)
         turn.prompt = rewriter.render_prompt(messages) if len(messages) > 1 else ""
-        turn.legacy = rewriter.rewrite_queries([m["content"] for m in messages if m["role"] == "user"]) if legacy else None
+        turn.legacy = (
+            rewriter.rewrite_queries([m["content"] for m in messages if m["role"] == "user"]) if legacy else None
+        )
         return turn
 
     def reply(self, rewriter: Rewriter, max_tokens: int = 96) -> str:
@@ -55,6 +57,6 @@ class Session:
             tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Session":
+    def load(cls, path: str | Path) -> Session:
         messages: list[Message] = read_conversation(path, require_query=False)
         return cls([Turn(m.role, m.content) for m in messages if m.role in ("user", "assistant")])

@@ -29,7 +29,11 @@ def badge(result: RewriteResult) -> str:
 
 def describe(result: RewriteResult, prefix: str = "") -> str:
     t = result.timings
-    cost = f"{t.total_ms:.0f} ms, {t.prompt_tokens_evaluated} new / {t.prompt_tokens_reused} reused tokens" if t.model_calls else "no model call"
+    cost = (
+        f"{t.total_ms:.0f} ms, {t.prompt_tokens_evaluated} new / {t.prompt_tokens_reused} reused tokens"
+        if t.model_calls
+        else "no model call"
+    )
     return f"{prefix}{badge(result)} {escape(result.rewrite)}  [dim]({cost})[/]"
 
 
@@ -73,5 +77,6 @@ class Inspector(Static):
         raw = turn.result.raw_output if turn.result.raw_output is not None else "(no model call)"
         reason = f"\n[b]reason[/b]: {escape(turn.result.reason)}" if turn.result.reason else ""
         self.update(
-            f"[b u]prompt[/]\n{escape(turn.prompt or '(no prompt: no history)')}\n\n[b u]raw output[/]\n{escape(raw)}{reason}"
+            f"[b u]prompt[/]\n{escape(turn.prompt or '(no prompt: no history)')}\n\n"
+            f"[b u]raw output[/]\n{escape(raw)}{reason}"
         )

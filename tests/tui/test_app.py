@@ -61,7 +61,9 @@ async def test_legacy_mode_shows_the_gate_result_side_by_side(rewriter):
         assert app.legacy and "legacy" in str(app.query_one("#status").render())
         await type_turn(pilot, "Recommend three laptops.")
         await type_turn(pilot, "How heavy is the second one?")
-        await wait_for(pilot, lambda: app.session.turns[-1].legacy is not None and "queries only" in result_text(app, 1))
+        await wait_for(
+            pilot, lambda: app.session.turns[-1].legacy is not None and "queries only" in result_text(app, 1)
+        )
         text = result_text(app, 1)
         assert "full history:" in text and "queries only:" in text
         assert app.session.turns[-1].legacy.gate is not None

@@ -10,11 +10,11 @@ import json
 import os
 import re
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import MissingExtraError
+from ..errors import MissingExtraError
 
 _JSON_BLOCK = re.compile(r"\{.*\}", re.S)
 # How to ask for structured output, most specific first; the first one a server accepts is kept.
@@ -32,7 +32,7 @@ class TeacherConfig(BaseModel):
     max_tokens: int = 768
 
 
-def parse_json(text: str) -> Optional[dict[str, Any]]:
+def parse_json(text: str) -> dict[str, Any] | None:
     """The JSON object in a reply: the whole text, or the outermost {...} inside prose or a code fence."""
     for candidate in (text, *(m.group(0) for m in [_JSON_BLOCK.search(text or "")] if m)):
         try:
@@ -71,7 +71,7 @@ class Teacher:
         o = self._openai
         return (o.APIConnectionError, o.APITimeoutError, o.InternalServerError, o.RateLimitError)
 
-    def _format(self, schema: dict[str, Any]) -> Optional[dict[str, Any]]:
+    def _format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
         mode = _MODES[self._mode]
         if mode == "json_schema":
             return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
@@ -79,7 +79,9 @@ class Teacher:
             return {"type": "json_object", "schema": schema}
         return None
 
-    def ask_json(self, system: str, user: str, schema: dict[str, Any], temperature: float | None = None) -> tuple[Optional[dict[str, Any]], str]:
+    def ask_json(
+        self, system: str, user: str, schema: dict[str, Any], temperature: float | None = None
+    ) -> tuple[dict[str, Any] | None, str]:
         """One chat call asking for a JSON object; returns (object or None, raw text)."""
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         while True:
@@ -87,11 +89,17 @@ class Teacher:
             kwargs: dict[str, Any] = {"response_format": fmt} if fmt else {}
             try:
                 reply = self._client.chat.completions.create(
-                    model=self.config.model, messages=messages,
+                    model=self.config.model,
+                    messages=messages,
                     temperature=self.config.temperature if temperature is None else temperature,
-                    max_tokens=self.config.max_tokens, **kwargs,
+                    max_tokens=self.config.max_tokens,
+                    **kwargs,
                 )
-            except (self._openai.BadRequestError, self._openai.UnprocessableEntityError, self._openai.InternalServerError) as exc:
+            except (
+                self._openai.BadRequestError,
+                self._openai.UnprocessableEntityError,
+                self._openai.InternalServerError,
+            ) as exc:
                 # Some servers answer an unknown response_format with 400/422, llama-cpp-python's with 500.
                 if fmt is None or "response_format" not in str(exc):
                     raise
@@ -108,6 +116,8 @@ class Teacher:
         return parse_json(text), text
 
     def usage(self) -> dict[str, int]:
-        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
-
-
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }

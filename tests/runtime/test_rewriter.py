@@ -13,12 +13,12 @@ from qr_edge import (
     ModelLoadError,
     ModelNotFoundError,
     QrEdgeError,
-    RewriteResult,
     Rewriter,
+    RewriteResult,
     parse_messages,
 )
 
-from .conftest import CONVERSATION
+from ..conftest import CONVERSATION
 
 
 def _valid(result: RewriteResult, query: str) -> None:
@@ -40,7 +40,10 @@ def test_rewrite_returns_a_complete_result(rewriter):
 
 
 def test_no_history_does_not_call_the_model(rewriter):
-    for messages in ([{"role": "user", "content": "What is DoRA?"}], [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]):
+    for messages in (
+        [{"role": "user", "content": "What is DoRA?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+    ):
         result = rewriter.rewrite(messages)
         assert result.decision == Decision.NO_HISTORY and result.timings.model_calls == 0 and not result.changed
 
@@ -48,8 +51,14 @@ def test_no_history_does_not_call_the_model(rewriter):
 def test_second_call_and_follow_up_reuse_the_prefix(rewriter):
     rewriter.rewrite(CONVERSATION)
     again = rewriter.rewrite(CONVERSATION).timings
-    assert again.prompt_tokens_evaluated <= 1 and again.prompt_tokens_reused == again.prompt_tokens - again.prompt_tokens_evaluated
-    follow = CONVERSATION + [{"role": "assistant", "content": "It avoids the interpreter."}, {"role": "user", "content": "Does it use the GPU?"}]
+    assert (
+        again.prompt_tokens_evaluated <= 1
+        and again.prompt_tokens_reused == again.prompt_tokens - again.prompt_tokens_evaluated
+    )
+    follow = CONVERSATION + [
+        {"role": "assistant", "content": "It avoids the interpreter."},
+        {"role": "user", "content": "Does it use the GPU?"},
+    ]
     t = rewriter.rewrite(follow).timings
     stable = len(rewriter.engine.tokenize(rewriter.builder.rewrite_prompt(parse_messages(follow)).stable_prefix))
     assert t.prompt_tokens_reused > stable  # reuses the stable prefix and the shared part of the conversation
@@ -59,7 +68,9 @@ def test_second_call_and_follow_up_reuse_the_prefix(rewriter):
 def test_switching_between_gate_and_rewrite_restores_saved_prefixes(rewriter):
     rewriter.rewrite(CONVERSATION)
     rewriter.rewrite_queries(["Tell me about the Great Wall.", "How long is it?"])  # gate prompts take the context
-    t = rewriter.rewrite([{"role": "user", "content": "Who wrote Dune?"}, {"role": "user", "content": "When was it published?"}]).timings
+    t = rewriter.rewrite(
+        [{"role": "user", "content": "Who wrote Dune?"}, {"role": "user", "content": "When was it published?"}]
+    ).timings
     prompt = rewriter.builder.rewrite_prompt(parse_messages(CONVERSATION))
     assert t.prompt_tokens_reused >= len(rewriter.engine.tokenize(prompt.stable_prefix)) - 1
 
@@ -76,7 +87,9 @@ def test_gate_decisions_reach_the_result(rewriter, need, depend, decision, calls
     old = gate.need_threshold, gate.depend_threshold
     gate.need_threshold, gate.depend_threshold = need, depend
     try:
-        result = rewriter.rewrite_queries(["Which laptops have the best battery life?", "How much does the second one cost?"])
+        result = rewriter.rewrite_queries(
+            ["Which laptops have the best battery life?", "How much does the second one cost?"]
+        )
     finally:
         gate.need_threshold, gate.depend_threshold = old
     assert result.decision == decision and result.timings.model_calls == calls and result.gate is not None
@@ -102,7 +115,10 @@ def test_single_query_legacy_is_no_history(rewriter):
 
 
 def test_huge_history_is_truncated_to_fit(rewriter):
-    long_turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "lorem ipsum " * 120} for i in range(30)]
+    long_turns = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "lorem ipsum " * 120}
+        for i in range(30)
+    ]
     result = rewriter.rewrite(long_turns + [{"role": "user", "content": "And the last one?"}])
     _valid(result, "And the last one?")
     assert result.timings.prompt_tokens + 48 <= rewriter.engine.n_ctx
@@ -114,7 +130,10 @@ def test_a_query_longer_than_the_context_is_a_typed_error(rewriter):
 
 
 def test_shared_by_threads(rewriter):
-    convs = [CONVERSATION, [{"role": "user", "content": "Who wrote Dune?"}, {"role": "user", "content": "When was it published?"}]]
+    convs = [
+        CONVERSATION,
+        [{"role": "user", "content": "Who wrote Dune?"}, {"role": "user", "content": "When was it published?"}],
+    ]
     results: list = []
     errors: list = []
 
@@ -162,7 +181,9 @@ _content = st.one_of(st.text(max_size=300), st.just(""), st.just("</history><tas
 _message = st.fixed_dictionaries({"role": _roles, "content": _content})
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.lists(_message, max_size=6))
 def test_arbitrary_conversations_give_a_result_or_a_typed_error(rewriter, messages):
     try:
@@ -173,10 +194,15 @@ def test_arbitrary_conversations_give_a_result_or_a_typed_error(rewriter, messag
 
 
 def test_interleaved_conversations_resume_from_their_own_saved_state(rewriter):
-    a = [{"role": "user", "content": "Tell me about the Kindle Paperwhite e-reader and its screen."},
-         {"role": "assistant", "content": "It has a 6.8 inch glare-free display and weeks of battery."},
-         {"role": "user", "content": "Is it waterproof?"}]
-    b = [{"role": "user", "content": "Who wrote the novel Dune?"}, {"role": "user", "content": "When was it published?"}]
+    a = [
+        {"role": "user", "content": "Tell me about the Kindle Paperwhite e-reader and its screen."},
+        {"role": "assistant", "content": "It has a 6.8 inch glare-free display and weeks of battery."},
+        {"role": "user", "content": "Is it waterproof?"},
+    ]
+    b = [
+        {"role": "user", "content": "Who wrote the novel Dune?"},
+        {"role": "user", "content": "When was it published?"},
+    ]
     rewriter.rewrite(a)
     rewriter.rewrite(b)  # another conversation takes the context
     follow = a + [{"role": "assistant", "content": "Yes, IPX8."}, {"role": "user", "content": "How heavy is it?"}]

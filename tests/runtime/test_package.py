@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_import_loads_no_torch_and_no_llama_cpp():
@@ -22,7 +22,12 @@ def test_readme_cli_examples_use_real_commands_and_options():
     for line in lines:
         words = line.split()
         command = words[1:3] if words[1] == "data" else words[1:2]  # `data` is a command group
-        help_text = subprocess.run([sys.executable, "-m", "qr_edge", *command, "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}).stdout
+        help_text = subprocess.run(
+            [sys.executable, "-m", "qr_edge", *command, "--help"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+        ).stdout
         assert "Usage" in help_text, f"unknown command in README: {line}"
         for option in (w for w in words if w.startswith("--")):
             assert option in help_text, f"README uses {option} which `qr-edge {command}` lacks"

@@ -1,7 +1,7 @@
 import pytest
 
 from qr_edge import Decision, LeakageGuard, load_examples, parse_messages
-from qr_edge.guard import content_units, is_question
+from qr_edge.text import content_units, is_question
 
 GUARD = LeakageGuard(load_examples())
 
@@ -73,6 +73,10 @@ def test_units_and_questions():
 
 def test_joining_two_conversation_words_is_not_new_content():
     conv = parse_messages(
-        [{"role": "user", "content": "我周末想做热干面。"}, {"role": "assistant", "content": "热干面历史悠久。"}, {"role": "user", "content": "它热量高吗？"}]
+        [
+            {"role": "user", "content": "我周末想做热干面。"},
+            {"role": "assistant", "content": "热干面历史悠久。"},
+            {"role": "user", "content": "它热量高吗？"},
+        ]
     )
     assert GUARD.check("热干面热量高吗？", conv).decision == Decision.REWRITTEN  # "面热" spans two supported words

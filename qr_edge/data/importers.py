@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..errors import InputFileError
 from .dataset import RewriteRecord
-from .errors import InputFileError
 
 FORMATS = ("rewrite-tsv", "cast", "canard", "qrecc")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -41,15 +41,21 @@ def _lang(text: str) -> str:
     return "zh" if _CJK.search(text) else "en"
 
 
-def _add(result: ImportResult, where: str, rec_id: str, turns: list[tuple[str, str]], rewrite: str, source: str) -> None:
+def _add(
+    result: ImportResult, where: str, rec_id: str, turns: list[tuple[str, str]], rewrite: str, source: str
+) -> None:
     query = turns[-1][1].strip()
     rewrite = rewrite.strip()
     label = "unchanged" if rewrite == query else "rewritten"
     try:
         result.records.append(
             RewriteRecord(
-                id=rec_id, lang=_lang(query + rewrite), messages=[{"role": r, "content": c.strip()} for r, c in turns],
-                rewrite=rewrite, label=label, source=source,
+                id=rec_id,
+                lang=_lang(query + rewrite),
+                messages=[{"role": r, "content": c.strip()} for r, c in turns],
+                rewrite=rewrite,
+                label=label,
+                source=source,
             )
         )
     except ValidationError as exc:
@@ -86,12 +92,14 @@ def import_rewrite_tsv(path: Path) -> ImportResult:
             result.skip(f"line {n}", "duplicate conversation")
             continue
         seen.add((q1, a1, q2))
-        _add(result, f"line {n}", f"rewrite-{n}", [("user", q1), ("assistant", a1), ("user", q2)], rewrite, "rewrite-zh")
+        _add(
+            result, f"line {n}", f"rewrite-{n}", [("user", q1), ("assistant", a1), ("user", q2)], rewrite, "rewrite-zh"
+        )
     return result
 
 
 def import_cast(path: Path) -> ImportResult:
-    """CAsT: every turn after the first; responses become assistant turns when present (CAsT-21), else queries only (CAsT-19)."""
+    """CAsT: every turn after the first; responses become assistant turns when present (CAsT-21), else queries only."""
     result = ImportResult()
     data = _read_json(path)
     if not isinstance(data, list):
@@ -106,7 +114,14 @@ def import_cast(path: Path) -> ImportResult:
                 result.skip(where, "missing question or manual_rewrite")
                 continue
             if turns:
-                _add(result, where, f"{path.stem}-{conv.get('conv_id')}-{t.get('turn_id')}", [*turns, ("user", question)], rewrite, source)
+                _add(
+                    result,
+                    where,
+                    f"{path.stem}-{conv.get('conv_id')}-{t.get('turn_id')}",
+                    [*turns, ("user", question)],
+                    rewrite,
+                    source,
+                )
             else:
                 result.skip(where, "first turn (no history)")
             turns.append(("user", question))
@@ -147,7 +162,14 @@ def import_qrecc(path: Path) -> ImportResult:
             result.skip(where, "first turn (no history)")
             continue
         turns = [*_alternating(context), ("user", row["Question"])]
-        _add(result, where, f"qrecc-{row.get('Conversation_no', i)}-{row.get('Turn_no', i)}", turns, row["Rewrite"], "qrecc")
+        _add(
+            result,
+            where,
+            f"qrecc-{row.get('Conversation_no', i)}-{row.get('Turn_no', i)}",
+            turns,
+            row["Rewrite"],
+            "qrecc",
+        )
     return result
 
 

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import json
 
-from qr_edge.bench import requests
-from qr_edge.dataset import RewriteRecord, write_dataset
-from qr_edge.evaluation import CaseResult, metric_rows, normalise
+from qr_edge.data.dataset import RewriteRecord, write_dataset
+from qr_edge.evaluate.bench import requests
+from qr_edge.evaluate.quality import CaseResult, metric_rows, normalise
 
-from .test_cli import run
+from ..cli.test_cli import run
 
-CONV = [{"role": "user", "content": "Tell me about Rust."}, {"role": "assistant", "content": "Rust is fast."}, {"role": "user", "content": "Is it hard to learn?"}]
+CONV = [
+    {"role": "user", "content": "Tell me about Rust."},
+    {"role": "assistant", "content": "Rust is fast."},
+    {"role": "user", "content": "Is it hard to learn?"},
+]
 
 
 def _case(id_, label, query, reference, out, lang="en"):
-    return CaseResult(id=id_, lang=lang, label=label, query=query, reference=reference,
-                      outputs={"qr-edge": out, "raw": out, "never-rewrite": query}, decision="rewritten", guard_rejected=False, ms=1.0)
+    return CaseResult(
+        id=id_,
+        lang=lang,
+        label=label,
+        query=query,
+        reference=reference,
+        outputs={"qr-edge": out, "raw": out, "never-rewrite": query},
+        decision="rewritten",
+        guard_rejected=False,
+        ms=1.0,
+    )
 
 
 def test_metrics_on_known_outputs():
@@ -25,8 +38,12 @@ def test_metrics_on_known_outputs():
         "c": RewriteRecord(id="c", lang="en", messages=CONV, rewrite="Is it hard to learn?", label="unchanged"),
     }
     cases = [
-        _case("a", "rewritten", "Is it hard to learn?", "Is Rust hard to learn?", "is rust hard to learn"),  # exact after normalising
-        _case("b", "unchanged", "Is it hard to learn?", "Is it hard to learn?", "Is Python hard to learn?"),  # leaked example entity
+        _case(
+            "a", "rewritten", "Is it hard to learn?", "Is Rust hard to learn?", "is rust hard to learn"
+        ),  # exact after normalising
+        _case(
+            "b", "unchanged", "Is it hard to learn?", "Is it hard to learn?", "Is Python hard to learn?"
+        ),  # leaked example entity
         _case("c", "unchanged", "Is it hard to learn?", "Is it hard to learn?", "Is it hard to learn?"),
     ]
     rows = {(r.system, r.slice): r for r in metric_rows(cases, recs)}
@@ -42,13 +59,23 @@ def test_metrics_on_known_outputs():
 
 def test_eval_command_on_a_tiny_dataset(tmp_path):
     data = tmp_path / "d.jsonl"
-    write_dataset([
-        RewriteRecord(id="en1", lang="en", messages=CONV, rewrite="Is Rust hard to learn?", label="rewritten"),
-        RewriteRecord(id="zh1", lang="zh", messages=[{"role": "user", "content": "推荐一个城市。"}, {"role": "user", "content": "第二个怎么样？"}],
-                      rewrite="第二个怎么样？", label="missing_context"),
-    ], data)
+    write_dataset(
+        [
+            RewriteRecord(id="en1", lang="en", messages=CONV, rewrite="Is Rust hard to learn?", label="rewritten"),
+            RewriteRecord(
+                id="zh1",
+                lang="zh",
+                messages=[{"role": "user", "content": "推荐一个城市。"}, {"role": "user", "content": "第二个怎么样？"}],
+                rewrite="第二个怎么样？",
+                label="missing_context",
+            ),
+        ],
+        data,
+    )
     report, cases = tmp_path / "r.json", tmp_path / "c.jsonl"
-    proc = run("eval", "--data", str(data), "--baselines", "--out", str(report), "--cases", str(cases), "--n-examples", "1")
+    proc = run(
+        "eval", "--data", str(data), "--baselines", "--out", str(report), "--cases", str(cases), "--n-examples", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(report.read_text())["rows"]
     assert {r["system"] for r in rows} == {"qr-edge", "raw", "never-rewrite"}
@@ -59,8 +86,25 @@ def test_eval_command_on_a_tiny_dataset(tmp_path):
 
 def test_bench_command_runs_on_a_tiny_input(tmp_path):
     docs = tmp_path / "bench.md"
-    proc = run("bench", "--turns", "2", "--repeat", "1", "--system", "qr-edge", "--system", "peer", "--scenario", "stream",
-               "--n-examples", "1", "--docs", str(docs), "--out", str(tmp_path / "b.json"))
+    proc = run(
+        "bench",
+        "--turns",
+        "2",
+        "--repeat",
+        "1",
+        "--system",
+        "qr-edge",
+        "--system",
+        "peer",
+        "--scenario",
+        "stream",
+        "--n-examples",
+        "1",
+        "--docs",
+        str(docs),
+        "--out",
+        str(tmp_path / "b.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "b.json").read_text())
     assert [(r["system"], r["rewrites"]) for r in rows] == [("qr-edge", 1), ("peer", 1)]

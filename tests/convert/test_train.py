@@ -10,11 +10,12 @@ import sys
 import pytest
 
 from qr_edge import Rewriter
-from qr_edge.dataset import write_dataset
-from qr_edge.prompt import PROMPT_FORMAT_VERSION, PromptBuilder
-from qr_edge.synthetic import RewriteGenerator
+from qr_edge.data.dataset import write_dataset
+from qr_edge.data.synthetic import RewriteGenerator
+from qr_edge.model_meta import COMPACT_PROMPT_FORMAT
+from qr_edge.prompt import PromptBuilder
 
-from .tiny_models import build_model
+from ..tiny_models import build_model
 
 pytest.importorskip("torch")
 from qr_edge_convert import ConvertOptions, convert  # noqa: E402
@@ -36,16 +37,18 @@ def test_only_rewrite_and_answer_tokens_carry_loss(base, records):
     info = inspect_base(str(base))
     _, hf_tok = load_base(info)
     tok = PromptTokenizer(info.kind, info.ref, hf_tok)
-    builder = PromptBuilder(tok.template, [])
+    builder = PromptBuilder(tok.template, [], fmt=COMPACT_PROMPT_FORMAT)
     examples = build_examples(records, builder, tok, max_len=100_000, gate_ratio=1.0, seed=0)
     rewrites = [e for e in examples if "</rewritten_query>" in tok.decode([t for t in e.labels if t != -100])]
     gates = [e for e in examples if "</answer>" in tok.decode([t for t in e.labels if t != -100])]
     assert len(rewrites) == len(records) and gates  # every record gives a rewrite example, gate_ratio=1 adds gate ones
-    for rec, ex in zip(records, rewrites):
+    for rec, ex in zip(records, rewrites, strict=False):
         target = tok.decode([t for t in ex.labels if t != -100])
         assert target == PromptBuilder.rewrite_completion(rec.rewrite)
         first = next(i for i, t in enumerate(ex.labels) if t != -100)
-        assert all(t == -100 for t in ex.labels[:first]) and tok.decode(ex.input_ids[:first]).endswith("<rewritten_query>")
+        assert all(t == -100 for t in ex.labels[:first]) and tok.decode(ex.input_ids[:first]).endswith(
+            "<rewritten_query>"
+        )
         assert ex.input_ids[:first] == tok.prompt(builder.rewrite_prompt(rec.messages).text)  # what the runtime sends
     for ex in gates:
         assert tok.decode([t for t in ex.labels if t != -100]) in ("yes</answer>", "no</answer>")
@@ -55,17 +58,34 @@ def test_training_lowers_the_loss_and_the_adapter_reaches_the_runtime(base, reco
     data = tmp_path / "train.jsonl"
     write_dataset(records[:4], data)
     out = tmp_path / "adapter"
-    report = train(TrainOptions(base=str(base), data=[str(data)], out=str(out), epochs=20, lr=5e-3, rank=4, alpha=8, batch=4, gate_ratio=0.0, save_every=5, max_len=1500))
+    report = train(
+        TrainOptions(
+            base=str(base),
+            data=[str(data)],
+            out=str(out),
+            epochs=20,
+            lr=5e-3,
+            rank=4,
+            alpha=8,
+            batch=4,
+            gate_ratio=0.0,
+            save_every=5,
+            max_len=1500,
+        )
+    )
     assert report.steps == 20 and report.last_loss < 0.8 * report.first_loss
+    assert report.examples_per_second > 0 and report.tokens_per_second > 0 and report.threads >= 1
     meta = json.loads((out / "qr_edge.json").read_text())
-    assert meta["prompt_format_version"] == PROMPT_FORMAT_VERSION and meta["n_examples"] == 0 and meta["method"] == "dora"
+    assert (
+        meta["prompt_format_version"] == COMPACT_PROMPT_FORMAT and meta["n_examples"] == 0 and meta["method"] == "dora"
+    )
     assert (out / "adapter_config.json").is_file() and (out / "checkpoint" / "trainer_state.pt").is_file()
 
     gguf = tmp_path / "tuned.gguf"
     convert(ConvertOptions(base=str(base), adapter=str(out), out=str(gguf), quants=["F16"]))
     rw = Rewriter(gguf, n_ctx=2048)
-    assert rw.engine.metadata["qr_edge.prompt_format_version"] == PROMPT_FORMAT_VERSION
-    assert rw.examples == []  # the model records that it was trained without few-shot examples
+    assert rw.engine.metadata["qr_edge.prompt_format_version"] == COMPACT_PROMPT_FORMAT
+    assert rw.examples == [] and rw.builder.compact  # the model records the prompt it was trained on
     result = rw.rewrite(records[0].messages)
     assert result.query == records[0].query and result.timings.model_calls == 1
 
@@ -74,7 +94,18 @@ def test_resume_continues_from_the_checkpoint(base, records, tmp_path):
     data = tmp_path / "train.jsonl"
     write_dataset(records, data)
     out = tmp_path / "adapter"
-    opts = dict(base=str(base), data=[str(data)], out=str(out), epochs=2, rank=4, alpha=8, batch=4, gate_ratio=0.0, save_every=2, max_len=1500)
+    opts = dict(
+        base=str(base),
+        data=[str(data)],
+        out=str(out),
+        epochs=2,
+        rank=4,
+        alpha=8,
+        batch=4,
+        gate_ratio=0.0,
+        save_every=2,
+        max_len=1500,
+    )
     train(TrainOptions(**opts, max_steps=3))
     state = __import__("torch").load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 2
@@ -86,11 +117,43 @@ def test_cli_errors(base, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": 1}\n')
-    proc = subprocess.run([sys.executable, "-m", "qr_edge", "train", "--base", str(base), "--data", str(bad), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qr_edge",
+            "train",
+            "--base",
+            str(base),
+            "--data",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2 and "line 1" in proc.stderr and "Traceback" not in proc.stderr
     good = tmp_path / "good.jsonl"
     write_dataset(RewriteGenerator(seed=1).generate(2), good)
-    proc = subprocess.run([sys.executable, "-m", "qr_edge", "train", "--base", str(base), "--data", str(good), "--out", str(tmp_path / "o"), "--qlora", "--device", "cpu"],
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode == 2 and "CUDA" in proc.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qr_edge",
+            "train",
+            "--base",
+            str(base),
+            "--data",
+            str(good),
+            "--out",
+            str(tmp_path / "o"),
+            "--prompt-format",
+            "9",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2 and "prompt format" in proc.stderr and "Traceback" not in proc.stderr

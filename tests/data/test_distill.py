@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from qr_edge.dataset import RewriteRecord, read_dataset, write_dataset
+from qr_edge.data.dataset import RewriteRecord, read_dataset, write_dataset
+from qr_edge.data.synthetic import RewriteGenerator
 from qr_edge.model_source import embedded_model_path
-from qr_edge.synthetic import RewriteGenerator
 
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
 SECRET = "sk-qredge-test-SECRET-7f3a"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -35,9 +35,28 @@ def _free_port() -> int:
 def start_server() -> tuple[subprocess.Popen, str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", embedded_model_path(), "--model_alias", "teacher",
-         "--host", "127.0.0.1", "--port", str(port), "--api_key", SECRET, "--n_ctx", "2048", "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            embedded_model_path(),
+            "--model_alias",
+            "teacher",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--api_key",
+            SECRET,
+            "--n_ctx",
+            "2048",
+            "--verbose",
+            "False",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 60
@@ -62,7 +81,14 @@ def server():
 
 def qr(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "QR_TEACHER_KEY": SECRET, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "qr_edge", "data", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "qr_edge", "data", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 TEACHER = ["--model", "teacher", "--api-key-env", "QR_TEACHER_KEY", "--max-tokens", "160", "--concurrency", "2"]
@@ -87,13 +113,19 @@ def test_synth_writes_valid_records_or_counts_malformed_and_resumes(server, tmp_
     assert again.returncode == 0, again.stderr
     stats2 = json.loads(Path(f"{out}.stats.json").read_text())
     assert stats2["skipped_existing"] == len(written)  # finished ids are not asked again
-    _no_secret(proc.stdout, proc.stderr, again.stdout, again.stderr, out.read_text(), Path(f"{out}.stats.json").read_text())
+    _no_secret(
+        proc.stdout, proc.stderr, again.stdout, again.stderr, out.read_text(), Path(f"{out}.stats.json").read_text()
+    )
 
 
 def test_judge_scores_filters_and_never_leaks_the_key(server, tmp_path):
     src = tmp_path / "in.jsonl"
     records = RewriteGenerator(seed=9).generate(3)
-    records.append(RewriteRecord(id="markup", lang="en", messages=records[0].messages, rewrite="<b>" + records[0].query, label="rewritten"))
+    records.append(
+        RewriteRecord(
+            id="markup", lang="en", messages=records[0].messages, rewrite="<b>" + records[0].query, label="rewritten"
+        )
+    )
     write_dataset(records, src)
     out = tmp_path / "judged.jsonl"
     proc = qr("judge", "--in", str(src), "--out", str(out), "--base-url", server, *TEACHER)
@@ -111,9 +143,34 @@ def test_server_going_away_mid_run_loses_nothing_written(tmp_path):
     proc_server, url = start_server()
     out = tmp_path / "synth.jsonl"
     env = {**os.environ, "QR_TEACHER_KEY": SECRET}
-    run = subprocess.Popen([sys.executable, "-m", "qr_edge", "data", "synth", "--out", str(out), "--base-url", url, "--n", "40",
-                            "--model", "teacher", "--api-key-env", "QR_TEACHER_KEY", "--max-tokens", "120", "--concurrency", "1"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qr_edge",
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--base-url",
+            url,
+            "--n",
+            "40",
+            "--model",
+            "teacher",
+            "--api-key-env",
+            "QR_TEACHER_KEY",
+            "--max-tokens",
+            "120",
+            "--concurrency",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not (Path(f"{out}").exists() and Path(f"{out}").stat().st_size > 0):
         time.sleep(0.5)
@@ -132,11 +189,24 @@ def test_build_dedups_splits_mixes_golden_and_writes_a_card(tmp_path):
     near = base[1].model_copy(update={"id": "near", "rewrite": base[1].rewrite + " "})  # same after normalising: exact
     src = tmp_path / "judged.jsonl"
     write_dataset([*base, dup, near], src)
-    Path(f"{src}.stats.json").write_text(json.dumps({"stage": "judge", "requested": 70, "written": 62, "rejected": {"judged below 4": 8}}))
+    Path(f"{src}.stats.json").write_text(
+        json.dumps({"stage": "judge", "requested": 70, "written": 62, "rejected": {"judged below 4": 8}})
+    )
     golden = tmp_path / "golden.jsonl"
     write_dataset(RewriteGenerator(seed=12, split="golden").generate(20), golden)
     out_dir = tmp_path / "built"
-    proc = qr("build", str(src), "--out-dir", str(out_dir), "--golden", str(golden), "--golden-ratio", "0.2", "--dev-ratio", "0.1")
+    proc = qr(
+        "build",
+        str(src),
+        "--out-dir",
+        str(out_dir),
+        "--golden",
+        str(golden),
+        "--golden-ratio",
+        "0.2",
+        "--dev-ratio",
+        "0.1",
+    )
     assert proc.returncode == 0, proc.stderr
     card = json.loads((out_dir / "card.json").read_text())
     assert card["loaded"] == 62 and card["exact_duplicates"] + card["near_duplicates"] >= 2

@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
 
+from ..text import MARKUP, content_units
 from .dataset import RewriteRecord, read_dataset
-from .guard import content_units
 from .teacher import Teacher
 
 SCENARIO_TEXT = {
@@ -33,13 +32,39 @@ SCENARIO_TEXT = {
     "missing_context": "the conversation shows ONLY the user's turns (no assistant turns) and the last query depends on an answer that is not shown, so it must stay unchanged",
     "colloquial": "the last user query is colloquial or has a typo but still refers to earlier turns",
 }
-LABEL_OF = {"topic_switch": "unchanged", "standalone": "unchanged", "chitchat": "unchanged", "missing_context": "missing_context"}
-DEFAULT_TOPICS = ["travel", "consumer electronics", "programming", "cooking", "health", "history", "sports", "personal finance", "science", "movies"]
+LABEL_OF = {
+    "topic_switch": "unchanged",
+    "standalone": "unchanged",
+    "chitchat": "unchanged",
+    "missing_context": "missing_context",
+}
+DEFAULT_TOPICS = [
+    "travel",
+    "consumer electronics",
+    "programming",
+    "cooking",
+    "health",
+    "history",
+    "sports",
+    "personal finance",
+    "science",
+    "movies",
+]
 
 RECORD_SCHEMA = {
     "type": "object",
     "properties": {
-        "messages": {"type": "array", "items": {"type": "object", "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {"type": "string"}}, "required": ["role", "content"]}},
+        "messages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "role": {"type": "string", "enum": ["user", "assistant"]},
+                    "content": {"type": "string"},
+                },
+                "required": ["role", "content"],
+            },
+        },
         "analysis": {"type": "string"},
         "rewrite": {"type": "string"},
     },
@@ -48,11 +73,13 @@ RECORD_SCHEMA = {
 JUDGE_CRITERIA = ("task", "faithful", "resolved", "unchanged_ok", "fluent")
 JUDGE_SCHEMA = {
     "type": "object",
-    "properties": {**{c: {"type": "integer", "minimum": 1, "maximum": 5} for c in JUDGE_CRITERIA}, "rationale": {"type": "string"}},
+    "properties": {
+        **{c: {"type": "integer", "minimum": 1, "maximum": 5} for c in JUDGE_CRITERIA},
+        "rationale": {"type": "string"},
+    },
     "required": [*JUDGE_CRITERIA, "rationale"],
 }
 REFINE_SCHEMA = {"type": "object", "properties": {"rewrite": {"type": "string"}}, "required": ["rewrite"]}
-_MARKUP = re.compile(r"<\s*/?\s*[A-Za-z_|]")
 
 
 class StageStats(BaseModel):
@@ -105,7 +132,7 @@ class _JsonlSink:
         self._handle.close()
 
 
-def _loads(line: str) -> Optional[dict[str, Any]]:
+def _loads(line: str) -> dict[str, Any] | None:
     try:
         value = json.loads(line)
     except json.JSONDecodeError:
@@ -128,7 +155,10 @@ def synth_plan(n: int, seed: int, langs: tuple[str, ...], topics: list[str]) -> 
     """(id, lang, scenario, topic) for each sample: deterministic, so a rerun asks for the same ids."""
     rng = random.Random(seed)
     scenarios = sorted(SCENARIO_TEXT)
-    return [(f"synth-{seed}-{i:05d}", langs[i % len(langs)], scenarios[i % len(scenarios)], rng.choice(topics)) for i in range(n)]
+    return [
+        (f"synth-{seed}-{i:05d}", langs[i % len(langs)], scenarios[i % len(scenarios)], rng.choice(topics))
+        for i in range(n)
+    ]
 
 
 def _synth_prompt(lang: str, scenario: str, topic: str) -> tuple[str, str]:
@@ -146,8 +176,16 @@ def _synth_prompt(lang: str, scenario: str, topic: str) -> tuple[str, str]:
     return system, user
 
 
-def synth(teacher: Teacher, out: Path, n: int, seed: int = 0, langs: tuple[str, ...] = ("en", "zh"), topics: list[str] | None = None,
-          retries: int = 2, on_done: Callable[[], None] | None = None) -> StageStats:
+def synth(
+    teacher: Teacher,
+    out: Path,
+    n: int,
+    seed: int = 0,
+    langs: tuple[str, ...] = ("en", "zh"),
+    topics: list[str] | None = None,
+    retries: int = 2,
+    on_done: Callable[[], None] | None = None,
+) -> StageStats:
     stats = StageStats(stage="synth", requested=n)
     sink = _JsonlSink(out)
     plan = [p for p in synth_plan(n, seed, langs, topics or DEFAULT_TOPICS) if p[0] not in sink.ids]
@@ -183,7 +221,7 @@ def synth(teacher: Teacher, out: Path, n: int, seed: int = 0, langs: tuple[str, 
     return stats
 
 
-def _to_record(obj: Optional[dict[str, Any]], rec_id: str, lang: str, scenario: str, model: str) -> Optional[RewriteRecord]:
+def _to_record(obj: dict[str, Any] | None, rec_id: str, lang: str, scenario: str, model: str) -> RewriteRecord | None:
     """A valid record from the teacher's answer, or None (malformed: counted, never written)."""
     if not obj or not isinstance(obj.get("messages"), list) or not isinstance(obj.get("rewrite"), str):
         return None
@@ -196,16 +234,23 @@ def _to_record(obj: Optional[dict[str, Any]], rec_id: str, lang: str, scenario: 
     if label != "rewritten" and rewrite != str(query).strip():
         return None
     try:
-        return RewriteRecord(id=rec_id, lang=lang, messages=messages, rewrite=rewrite, label=label,
-                             source=f"teacher:{model}:{scenario}", analysis=str(obj.get("analysis") or "") or None)
+        return RewriteRecord(
+            id=rec_id,
+            lang=lang,
+            messages=messages,
+            rewrite=rewrite,
+            label=label,
+            source=f"teacher:{model}:{scenario}",
+            analysis=str(obj.get("analysis") or "") or None,
+        )
     except (ValidationError, ValueError):
         return None
 
 
 # -- judge ------------------------------------------------------------------------------------------
-def deterministic_check(record: RewriteRecord) -> Optional[str]:
+def deterministic_check(record: RewriteRecord) -> str | None:
     """Free checks before any judge call: markup, and added content that the conversation does not contain."""
-    if _MARKUP.search(record.rewrite):
+    if MARKUP.search(record.rewrite):
         return "markup in rewrite"
     conversation = set().union(*(content_units(m.content) for m in record.messages))
     unsupported = content_units(record.rewrite) - conversation
@@ -226,8 +271,14 @@ def _judge_prompt(record: RewriteRecord) -> tuple[str, str]:
     return system, user
 
 
-def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine: bool = True,
-          on_done: Callable[[], None] | None = None) -> StageStats:
+def judge(
+    teacher: Teacher,
+    source: Path,
+    out: Path,
+    threshold: int = 4,
+    refine: bool = True,
+    on_done: Callable[[], None] | None = None,
+) -> StageStats:
     records = read_dataset(source)
     stats = StageStats(stage="judge", requested=len(records))
     sink = _JsonlSink(out)
@@ -240,7 +291,7 @@ def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine:
         rejects.write({"id": record.id, "reason": reason})
         stats.count("rejected", reason)
 
-    def scores_of(record: RewriteRecord) -> Optional[dict[str, Any]]:
+    def scores_of(record: RewriteRecord) -> dict[str, Any] | None:
         for _ in range(2):
             obj, _raw = teacher.ask_json(*_judge_prompt(record), JUDGE_SCHEMA, temperature=0.0)
             if obj and all(isinstance(obj.get(c), int) and 1 <= obj[c] <= 5 for c in JUDGE_CRITERIA):
@@ -289,10 +340,17 @@ def judge(teacher: Teacher, source: Path, out: Path, threshold: int = 4, refine:
     return stats
 
 
-def _refine(teacher: Teacher, record: RewriteRecord, scores: dict[str, Any]) -> Optional[tuple[RewriteRecord, dict[str, Any]]]:
+def _refine(
+    teacher: Teacher, record: RewriteRecord, scores: dict[str, Any]
+) -> tuple[RewriteRecord, dict[str, Any]] | None:
     """Ask for a corrected rewrite against the original conversation, then judge it again."""
     system, user = _judge_prompt(record)
-    obj, _ = teacher.ask_json(system, f"{user}\n\nThe judge said: {scores.get('rationale', '')}\nReturn a corrected 'rewrite'.", REFINE_SCHEMA, temperature=0.0)
+    obj, _ = teacher.ask_json(
+        system,
+        f"{user}\n\nThe judge said: {scores.get('rationale', '')}\nReturn a corrected 'rewrite'.",
+        REFINE_SCHEMA,
+        temperature=0.0,
+    )
     if not obj or not isinstance(obj.get("rewrite"), str):
         return None
     try:

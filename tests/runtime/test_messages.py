@@ -25,7 +25,10 @@ def test_ignores_extra_openai_keys():
         ([{"role": "tool", "content": "x"}], "role 'tool'"),
         ([{"role": "user", "content": 3}], "must be a string"),
         ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message"),
-        ([{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "user", "content": "b"}], "only the first"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "user", "content": "b"}],
+            "only the first",
+        ),
         ([{"role": "user", "content": "   "}], "empty"),
         ([["user", "x"]], "must be an object"),
     ],
@@ -53,9 +56,11 @@ def test_read_conversation_errors(tmp_path):
 def test_batch_reports_bad_lines_with_numbers(tmp_path):
     f = tmp_path / "b.jsonl"
     f.write_text(
-        json.dumps({"id": "a", "messages": [{"role": "user", "content": "q"}]}) + "\n\n"
+        json.dumps({"id": "a", "messages": [{"role": "user", "content": "q"}]})
+        + "\n\n"
         + "{oops\n"
-        + json.dumps({"id": 7, "messages": [{"role": "assistant", "content": "x"}]}) + "\n"
+        + json.dumps({"id": 7, "messages": [{"role": "assistant", "content": "x"}]})
+        + "\n"
     )
     items = list(iter_batch(f))
     assert [i.line for i in items] == [1, 3, 4]

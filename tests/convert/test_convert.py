@@ -16,13 +16,13 @@ import pytest
 from qr_edge import Rewriter
 from qr_edge.rewriter import PromptFormatWarning
 
-from .tiny_models import build_adapter, build_model
+from ..tiny_models import build_adapter, build_model
 
 pytest.importorskip("torch")
 from qr_edge_convert import AdapterMismatchError, ConvertOptions, convert  # noqa: E402
 from qr_edge_convert.verify import PROBES, compare, gguf_logits, hf_logits  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def tiny(tmp_path_factory):
         "qwen": qwen,
         "qwen_dora": build_adapter(qwen, root / "qwen-dora", dora=True),
         "llama": llama,
-        "llama_lora": build_adapter(llama, root / "llama-lora", dora=False, targets=("q_proj", "k_proj", "v_proj", "o_proj")),
+        "llama_lora": build_adapter(
+            llama, root / "llama-lora", dora=False, targets=("q_proj", "k_proj", "v_proj", "o_proj")
+        ),
     }
 
 
@@ -55,7 +57,11 @@ def _merged_reference(base: Path, adapter: Path | None):
 
 def test_qwen2_dora_full_chain(tiny, tmp_path):
     out = tmp_path / "qwen.gguf"
-    report = convert(ConvertOptions(base=str(tiny["qwen"]), adapter=str(tiny["qwen_dora"]), out=str(out), quants=["F16,Q8_0", "Q4_K_M"]))
+    report = convert(
+        ConvertOptions(
+            base=str(tiny["qwen"]), adapter=str(tiny["qwen_dora"]), out=str(out), quants=["F16,Q8_0", "Q4_K_M"]
+        )
+    )
     paths = {o.quant: Path(o.path) for o in report.outputs}
     assert set(paths) == {"F16", "Q8_0", "Q4_K_M"} and all(p.is_file() for p in paths.values())
     assert paths["Q4_K_M"].stat().st_size < paths["Q8_0"].stat().st_size < paths["F16"].stat().st_size
@@ -76,7 +82,10 @@ def test_qwen2_dora_full_chain(tiny, tmp_path):
     for path in paths.values():
         rw = Rewriter(path, n_examples=0, n_ctx=512)
         assert rw.engine.metadata["general.architecture"] == "qwen2"
-        assert rw.engine.metadata["qr_edge.adapter.method"] == "dora" and len(rw.engine.metadata["qr_edge.adapter.sha256"]) == 64
+        assert (
+            rw.engine.metadata["qr_edge.adapter.method"] == "dora"
+            and len(rw.engine.metadata["qr_edge.adapter.sha256"]) == 64
+        )
         assert not rw.engine.chat_template.is_fallback
         result = rw.rewrite([{"role": "user", "content": "Who wrote Dune?"}, {"role": "user", "content": "When?"}])
         assert result.query == "When?" and result.timings.model_calls == 1
@@ -84,7 +93,9 @@ def test_qwen2_dora_full_chain(tiny, tmp_path):
 
 def test_llama_lora_parity_with_qk_permutation(tiny, tmp_path):
     out = tmp_path / "llama.gguf"
-    report = convert(ConvertOptions(base=str(tiny["llama"]), adapter=str(tiny["llama_lora"]), out=str(out), quants=["F16"]))
+    report = convert(
+        ConvertOptions(base=str(tiny["llama"]), adapter=str(tiny["llama_lora"]), out=str(out), quants=["F16"])
+    )
     assert report.architecture == "llama" and report.parity[0].passed
     ids, reference = _merged_reference(tiny["llama"], tiny["llama_lora"])
     top1, kl, _, _ = compare(reference, gguf_logits(out, ids))
@@ -139,14 +150,26 @@ def test_ctrl_c_during_write_leaves_nothing(tiny, tmp_path):
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "qr_edge", "convert", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "qr_edge", "convert", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        **kwargs,
+    )
 
 
 def test_cli_sigint_leaves_no_half_file(tiny, tmp_path):
     out = tmp_path / "sig.gguf"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "qr_edge", "convert", "--base", str(tiny["qwen"]), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qr_edge", "convert", "--base", str(tiny["qwen"]), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".*.tmp")):
         time.sleep(0.05)
@@ -198,8 +221,15 @@ def test_real_chain_smollm2_gguf_dora_q4_k_m_runs_in_the_rewriter(tmp_path):
     from qr_edge.model_source import embedded_model_path
 
     base = embedded_model_path()
-    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(base), gguf_file=os.path.basename(base), dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"], use_dora=True, init_lora_weights=False))
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(base), gguf_file=os.path.basename(base), dtype=torch.float32
+    )
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"], use_dora=True, init_lora_weights=False
+        ),
+    )
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
@@ -210,9 +240,26 @@ def test_real_chain_smollm2_gguf_dora_q4_k_m_runs_in_the_rewriter(tmp_path):
     proc = _cli("--base", base, "--adapter", str(tmp_path / "dora"), "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["architecture"] == "llama" and report["merge_check"]["passed"] and report["parity"][0]["tokenizer_agreement"] == 1.0
-    rewrite = subprocess.run([sys.executable, "-m", "qr_edge", "rewrite", str(ROOT / "examples" / "conversation.json"), "--model", str(out), "--json"],
-                             capture_output=True, text=True, timeout=300)
+    assert (
+        report["architecture"] == "llama"
+        and report["merge_check"]["passed"]
+        and report["parity"][0]["tokenizer_agreement"] == 1.0
+    )
+    rewrite = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qr_edge",
+            "rewrite",
+            str(ROOT / "examples" / "conversation.json"),
+            "--model",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rewrite.returncode == 0, rewrite.stderr
     assert json.loads(rewrite.stdout)["query"] == "Why is it faster?"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any, Literal
 
-from .dataset import RewriteRecord
+from .dataset import RewriteRecord, record_from_turns
 
 Split = Literal["train", "golden"]
 
@@ -35,10 +35,10 @@ SCENARIOS: dict[str, float] = {
 
 
 def load_pools() -> dict[str, Any]:
-    return json.loads(resources.files("qr_edge.data").joinpath("synthetic_pools.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("qr_edge.assets").joinpath("synthetic_pools.json").read_text(encoding="utf-8"))
 
 
-class _Entity:
+class Entity:
     """An entity string with optional pronouns (``Name|she|her`` in the pools)."""
 
     def __init__(self, raw: str, lang: str) -> None:
@@ -52,7 +52,7 @@ class _Entity:
         return template.replace("{e}", self.name).replace("{p}", self.subject).replace("{o}", self.object)
 
 
-def _cap(text: str) -> str:
+def capitalise(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
@@ -89,26 +89,26 @@ class RewriteGenerator:
     def _topic(self, lang: str) -> dict[str, Any]:
         return self.pools[lang]["topics"][self.rng.choice(sorted(self.pools[lang]["topics"]))]
 
-    def _entities(self, topic: dict[str, Any], lang: str, k: int) -> list[_Entity]:
-        return [_Entity(raw, lang) for raw in self.rng.sample(topic[self.split], k)]
+    def _entities(self, topic: dict[str, Any], lang: str, k: int) -> list[Entity]:
+        return [Entity(raw, lang) for raw in self.rng.sample(topic[self.split], k)]
 
     def _pool(self, lang: str, key: str) -> list[Any]:
         """A template pool; request and ordinal templates differ between the train and golden splits."""
         pool = self.pools[lang][key]
         return pool[self.split] if isinstance(pool, dict) else pool
 
-    def _intro(self, topic: dict[str, Any], e: _Entity) -> list[tuple[str, str]]:
-        return [("user", _cap(e.fill(self.rng.choice(topic["intros"])))), ("assistant", self._answer(topic, e))]
+    def _intro(self, topic: dict[str, Any], e: Entity) -> list[tuple[str, str]]:
+        return [("user", capitalise(e.fill(self.rng.choice(topic["intros"])))), ("assistant", self._answer(topic, e))]
 
-    def _answer(self, topic: dict[str, Any], e: _Entity) -> str:
-        return _cap(e.fill(self.rng.choice(topic["answers"])))
+    def _answer(self, topic: dict[str, Any], e: Entity) -> str:
+        return capitalise(e.fill(self.rng.choice(topic["answers"])))
 
     # -- scenarios: each returns (turns, rewrite, label) --------------------------------------------
     def _pronoun(self, lang: str):
         topic = self._topic(lang)
         (e,) = self._entities(topic, lang, 1)
         full, short = self.rng.choice(topic["questions"])
-        return [*self._intro(topic, e), ("user", _cap(e.fill(short)))], _cap(e.fill(full)), "rewritten"
+        return [*self._intro(topic, e), ("user", capitalise(e.fill(short)))], capitalise(e.fill(full)), "rewritten"
 
     def _colloquial(self, lang: str):
         turns, rewrite, label = self._pronoun(lang)
@@ -119,34 +119,48 @@ class RewriteGenerator:
         topic = self._topic(lang)
         a, b = self._entities(topic, lang, 2)
         full, _ = self.rng.choice(topic["questions"])
-        turns = [("user", _cap(a.fill(full))), ("assistant", self._answer(topic, a)),
-                 ("user", b.fill(self.rng.choice(self.pools[lang]["ellipsis"])))]
-        return turns, _cap(b.fill(full)), "rewritten"
+        turns = [
+            ("user", capitalise(a.fill(full))),
+            ("assistant", self._answer(topic, a)),
+            ("user", b.fill(self.rng.choice(self.pools[lang]["ellipsis"]))),
+        ]
+        return turns, capitalise(b.fill(full)), "rewritten"
 
     def _multi_turn(self, lang: str):
         topic = self._topic(lang)
         (e,) = self._entities(topic, lang, 1)
         (q1, _), (full, short) = self.rng.sample(topic["questions"], 2)
-        turns = [*self._intro(topic, e), ("user", _cap(e.fill(q1))), ("assistant", self._answer(topic, e)),
-                 ("user", _cap(e.fill(short)))]
-        return turns, _cap(e.fill(full)), "rewritten"
+        turns = [
+            *self._intro(topic, e),
+            ("user", capitalise(e.fill(q1))),
+            ("assistant", self._answer(topic, e)),
+            ("user", capitalise(e.fill(short))),
+        ]
+        return turns, capitalise(e.fill(full)), "rewritten"
 
     def _assistant_ref(self, lang: str):
         pools = self.pools[lang]
         topic = self._topic(lang)
         (e,) = self._entities(topic, lang, 1)
         full, short = self.rng.choice(topic["questions"])
-        turns = [("user", self.rng.choice(self._pool(lang, "recommend")).replace("{category}", topic["category"])),
-                 ("assistant", _cap(e.fill(self.rng.choice(pools["recommend_answers"])))), ("user", _cap(e.fill(short)))]
-        return turns, _cap(e.fill(full)), "rewritten"
+        turns = [
+            ("user", self.rng.choice(self._pool(lang, "recommend")).replace("{category}", topic["category"])),
+            ("assistant", capitalise(e.fill(self.rng.choice(pools["recommend_answers"])))),
+            ("user", capitalise(e.fill(short))),
+        ]
+        return turns, capitalise(e.fill(full)), "rewritten"
 
     def _ordinal(self, lang: str):
         pools = self.pools[lang]
         topic = self._topic(lang)
-        names = dict(zip("abc", (x.name for x in self._entities(topic, lang, 3))))
+        names = dict(zip("abc", (x.name for x in self._entities(topic, lang, 3)), strict=False))
         query, rewrite, _ = self.rng.choice(self._pool(lang, "ordinals"))
         answer = self.rng.choice(pools["list_answers"]).format(**names)
-        turns = [("user", self.rng.choice(self._pool(lang, "list_requests")).replace("{category}", topic["category"])), ("assistant", answer), ("user", query)]
+        turns = [
+            ("user", self.rng.choice(self._pool(lang, "list_requests")).replace("{category}", topic["category"])),
+            ("assistant", answer),
+            ("user", query),
+        ]
         return turns, rewrite.format(**names), "rewritten"
 
     def _comparison(self, lang: str):
@@ -155,22 +169,25 @@ class RewriteGenerator:
         a, b = (x.name for x in self._entities(topic, lang, 2))
         adj = self.rng.choice(topic["adjectives"])
         query, rewrite = self.rng.choice(pools["comparison_queries"])
-        turns = [("user", self.rng.choice(pools["comparison_intros"]).format(a=a, b=b)),
-                 ("assistant", self.rng.choice(pools["comparison_answers"]).format(a=a, b=b)), ("user", query.format(adj=adj))]
-        return turns, _cap(rewrite.format(a=a, b=b, adj=adj)), "rewritten"
+        turns = [
+            ("user", self.rng.choice(pools["comparison_intros"]).format(a=a, b=b)),
+            ("assistant", self.rng.choice(pools["comparison_answers"]).format(a=a, b=b)),
+            ("user", query.format(adj=adj)),
+        ]
+        return turns, capitalise(rewrite.format(a=a, b=b, adj=adj)), "rewritten"
 
     def _topic_switch(self, lang: str):
         topics = self.pools[lang]["topics"]
         t1, t2 = self.rng.sample(sorted(topics), 2)
         (e1,) = self._entities(topics[t1], lang, 1)
         (e2,) = self._entities(topics[t2], lang, 1)
-        query = _cap(e2.fill(self.rng.choice(topics[t2]["questions"])[0]))
+        query = capitalise(e2.fill(self.rng.choice(topics[t2]["questions"])[0]))
         return [*self._intro(topics[t1], e1), ("user", query)], query, "unchanged"
 
     def _standalone(self, lang: str):
         topic = self._topic(lang)
         (e,) = self._entities(topic, lang, 1)
-        query = _cap(e.fill(self.rng.choice(topic["questions"])[0]))
+        query = capitalise(e.fill(self.rng.choice(topic["questions"])[0]))
         return [*self._intro(topic, e), ("user", query)], query, "unchanged"
 
     def _chitchat(self, lang: str):
@@ -195,13 +212,6 @@ class RewriteGenerator:
             scenario = self.rng.choices(names, weights)[0]
             turns, rewrite, label = self._builders[scenario](lang)
             records.append(
-                RewriteRecord(
-                    id=f"{self.split}-{lang}-{i:05d}",
-                    lang=lang,
-                    messages=[{"role": r, "content": c} for r, c in turns],
-                    rewrite=rewrite,
-                    label=label,
-                    source=f"synthetic:{scenario}",
-                )
+                record_from_turns(f"{self.split}-{lang}-{i:05d}", lang, turns, rewrite, label, f"synthetic:{scenario}")
             )
         return records

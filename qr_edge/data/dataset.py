@@ -6,14 +6,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
-from .atomic_file import atomic_path
-from .errors import InputFileError, InvalidConversationError
-from .guard import content_units
-from .messages import Message, parse_messages
+from ..atomic_file import atomic_path
+from ..errors import InputFileError, InvalidConversationError
+from ..messages import Message, parse_messages
+from ..text import content_units
 
 Label = Literal["rewritten", "unchanged", "missing_context"]
 
@@ -31,7 +31,7 @@ class RewriteRecord(BaseModel):
     rewrite: str
     label: Label
     source: str = "synthetic"
-    analysis: Optional[str] = None
+    analysis: str | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -42,7 +42,7 @@ class RewriteRecord(BaseModel):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _label_matches(self) -> "RewriteRecord":
+    def _label_matches(self) -> RewriteRecord:
         if self.label in ("unchanged", "missing_context") and self.rewrite.strip() != self.query.strip():
             raise ValueError(f"label {self.label} requires rewrite == query")
         if self.label == "rewritten" and self.rewrite.strip() == self.query.strip():
@@ -68,6 +68,20 @@ class RewriteRecord(BaseModel):
         from_users = set().union(*(content_units(m.content) for m in self.messages if m.role == "user"))
         from_assistant = set().union(*(content_units(m.content) for m in self.messages if m.role == "assistant"))
         return bool((added & from_assistant) - from_users)
+
+
+def record_from_turns(
+    rec_id: str, lang: str, turns: Sequence[tuple[str, str]], rewrite: str, label: str, source: str
+) -> RewriteRecord:
+    """A record from (role, content) pairs: what the generators produce."""
+    return RewriteRecord(
+        id=rec_id,
+        lang=lang,
+        messages=[{"role": r, "content": c} for r, c in turns],
+        rewrite=rewrite,
+        label=label,
+        source=source,
+    )
 
 
 def read_dataset(path: str | Path) -> list[RewriteRecord]:

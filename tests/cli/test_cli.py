@@ -10,9 +10,9 @@ import pytest
 
 from qr_edge import Decision
 
-from .conftest import CONVERSATION
+from ..conftest import CONVERSATION
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "qr_edge"]
 
 
@@ -38,12 +38,17 @@ def test_stdin_json_with_prompt():
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["query"] == "Why is it faster?" and data["decision"] in {d.value for d in Decision}
-    assert data["prompt"].endswith("<rewritten_query>") and "<current_query>Why is it faster?</current_query>" in data["prompt"]
+    assert (
+        data["prompt"].endswith("<rewritten_query>")
+        and "<current_query>Why is it faster?</current_query>" in data["prompt"]
+    )
     assert data["timings"]["prompt_tokens"] > 0
 
 
 def test_legacy_queries():
-    proc = run("rewrite", "--queries", "Python和Java哪个更好？", "--queries", "它怎么样？", "--json", "--n-examples", "1")
+    proc = run(
+        "rewrite", "--queries", "Python和Java哪个更好？", "--queries", "它怎么样？", "--json", "--n-examples", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["query"] == "它怎么样？" and "gate" in data
@@ -83,7 +88,12 @@ def test_batch_to_stdout(tmp_path):
         (["rewrite", "missing.json"], None, 2, "cannot read"),
         (["rewrite", "-"], "{not json", 2, "not valid JSON"),
         (["rewrite", "-"], "[]", 2, "empty"),
-        (["rewrite", "-"], '[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]', 2, "last message"),
+        (
+            ["rewrite", "-"],
+            '[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]',
+            2,
+            "last message",
+        ),
         (["rewrite", "-"], '[{"role": "robot", "content": "a"}]', 2, "role 'robot'"),
         (["rewrite", "-"], '[{"role": "user", "content": 5}]', 2, "must be a string"),
         (["rewrite", "examples/conversation.json", "--model", "nope.gguf"], None, 3, "not found"),

@@ -20,14 +20,15 @@ import random
 import resource
 import statistics
 import time
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel
 
-from .synthetic import _cap, _Entity, load_pools
+from ..data.synthetic import Entity, capitalise, load_pools
 
 PEER_PROMPT = (
-    "Given the following conversation and a follow up question, rephrase the follow up question to be a standalone question, "
+    "Given the following conversation and a follow up question, "
+    "rephrase the follow up question to be a standalone question, "
     "in its original language.\n\nChat History:\n{history}\nFollow Up Input: {question}\nStandalone question:"
 )
 PEER_MAX_TOKENS = 256
@@ -40,29 +41,29 @@ class BenchRow(BaseModel):
     p50_ms: float
     p95_ms: float
     mean_ms: float = 0.0
-    mean_prompt_tokens_evaluated: Optional[float] = None
-    mean_prompt_tokens_reused: Optional[float] = None
-    generated_tokens_per_s: Optional[float] = None
+    mean_prompt_tokens_evaluated: float | None = None
+    mean_prompt_tokens_reused: float | None = None
+    generated_tokens_per_s: float | None = None
     load_s: float
     peak_rss_mb: float
     note: str = ""
 
 
 def conversations(n: int, turns: int, seed: int = 0, lang: str = "en") -> list[list[dict[str, str]]]:
-    """``n`` conversations of ``turns`` user turns about one entity, follow-ups by pronoun (from the generator's pools)."""
+    """``n`` conversations of ``turns`` user turns about one entity, follow-ups by pronoun (the generator's pools)."""
     rng = random.Random(seed)
     pools = load_pools()[lang]["topics"]
     out = []
     for _ in range(n):
         topic = pools[rng.choice(sorted(pools))]
-        e = _Entity(rng.choice(topic["train"]), lang)
+        e = Entity(rng.choice(topic["train"]), lang)
         questions = [q[1] for q in rng.sample(topic["questions"], min(len(topic["questions"]), turns - 1))]
         while len(questions) < turns - 1:
             questions.append(rng.choice(topic["questions"])[1])
-        msgs = [{"role": "user", "content": _cap(e.fill(rng.choice(topic["intros"])))}]
+        msgs = [{"role": "user", "content": capitalise(e.fill(rng.choice(topic["intros"])))}]
         for q in questions:
-            msgs.append({"role": "assistant", "content": _cap(e.fill(rng.choice(topic["answers"])))})
-            msgs.append({"role": "user", "content": _cap(e.fill(q))})
+            msgs.append({"role": "assistant", "content": capitalise(e.fill(rng.choice(topic["answers"])))})
+            msgs.append({"role": "user", "content": capitalise(e.fill(q))})
         out.append(msgs)
     return out
 
@@ -87,22 +88,40 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def _row(system: str, scenario: str, ms: list[float], load_s: float, evaluated=None, reused=None, generated=None, gen_s=None, note="") -> BenchRow:
+def _row(
+    system: str,
+    scenario: str,
+    ms: list[float],
+    load_s: float,
+    evaluated=None,
+    reused=None,
+    generated=None,
+    gen_s=None,
+    note="",
+) -> BenchRow:
     return BenchRow(
-        system=system, scenario=scenario, rewrites=len(ms), p50_ms=round(statistics.median(ms), 1), p95_ms=round(_percentile(ms, 0.95), 1),
+        system=system,
+        scenario=scenario,
+        rewrites=len(ms),
+        p50_ms=round(statistics.median(ms), 1),
+        p95_ms=round(_percentile(ms, 0.95), 1),
         mean_ms=round(statistics.mean(ms), 1),
         mean_prompt_tokens_evaluated=round(statistics.mean(evaluated), 1) if evaluated else None,
         mean_prompt_tokens_reused=round(statistics.mean(reused), 1) if reused else None,
         generated_tokens_per_s=round(sum(generated) / gen_s, 1) if generated and gen_s else None,
-        load_s=round(load_s, 2), peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), note=note,
+        load_s=round(load_s, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        note=note,
     )
 
 
 def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]) -> list[BenchRow]:
-    from .rewriter import Rewriter
+    from ..rewriter import Rewriter
 
     start = time.perf_counter()
-    rw = Rewriter(model, n_examples=opts.get("n_examples"), n_threads=opts.get("threads"), n_gpu_layers=opts.get("gpu_layers", 0))
+    rw = Rewriter(
+        model, n_examples=opts.get("n_examples"), n_threads=opts.get("threads"), n_gpu_layers=opts.get("gpu_layers", 0)
+    )
     load_s = time.perf_counter() - start
     rows = []
     for scenario in scenarios:
@@ -114,7 +133,9 @@ def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, op
             re_.append(t.prompt_tokens_reused)
             gen.append(t.generated_tokens)
             gen_s += t.generation_ms / 1000
-        rows.append(_row("qr-edge", scenario, ms, load_s, ev, re_, gen, gen_s, note=f"{len(rw.examples)} few-shot examples"))
+        rows.append(
+            _row("qr-edge", scenario, ms, load_s, ev, re_, gen, gen_s, note=f"{len(rw.examples)} few-shot examples")
+        )
     return rows
 
 
@@ -126,7 +147,13 @@ def _bench_peer(model: str, scenarios: list[str], turns: int, repeat: int, opts:
     import llama_cpp
 
     start = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=model, n_ctx=4096, n_threads=opts.get("threads") or os.cpu_count(), n_gpu_layers=opts.get("gpu_layers", 0), verbose=False)
+    llm = llama_cpp.Llama(
+        model_path=model,
+        n_ctx=4096,
+        n_threads=opts.get("threads") or os.cpu_count(),
+        n_gpu_layers=opts.get("gpu_layers", 0),
+        verbose=False,
+    )
     load_s = time.perf_counter() - start
     rows = []
     for scenario in scenarios:
@@ -138,21 +165,47 @@ def _bench_peer(model: str, scenarios: list[str], turns: int, repeat: int, opts:
             ms.append((time.perf_counter() - t0) * 1000)
             ev.append(out["usage"]["prompt_tokens"])
             gen.append(out["usage"]["completion_tokens"])
-        rows.append(_row("peer", scenario, ms, load_s, ev, None, None, None, note=f"condense-question prompt, mean {statistics.mean(gen):.0f} tokens out"))
+        rows.append(
+            _row(
+                "peer",
+                scenario,
+                ms,
+                load_s,
+                ev,
+                None,
+                None,
+                None,
+                note=f"condense-question prompt, mean {statistics.mean(gen):.0f} tokens out",
+            )
+        )
     return rows
 
 
-def _bench_transformers(model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]) -> list[BenchRow]:
+def _bench_transformers(
+    model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
+) -> list[BenchRow]:
     try:
         import torch
         from transformers import AutoModelForCausalLM, StoppingCriteria
         from transformers.utils import logging as hf_logging
     except ImportError:
-        return [BenchRow(system="transformers", scenario=s, rewrites=0, p50_ms=0, p95_ms=0, load_s=0, peak_rss_mb=0, note="skipped: install qr-edge[convert]") for s in scenarios]
-    from .messages import parse_messages
-    from .rewriter import Rewriter
+        return [
+            BenchRow(
+                system="transformers",
+                scenario=s,
+                rewrites=0,
+                p50_ms=0,
+                p95_ms=0,
+                load_s=0,
+                peak_rss_mb=0,
+                note="skipped: install qr-edge[convert]",
+            )
+            for s in scenarios
+        ]
+    from ..rewriter import Rewriter
 
-    rw = Rewriter(model, n_examples=opts.get("n_examples"), n_ctx=4096)  # for the prompt and the tokenizer only
+    # for the prompt and the tokenizer only; transformers runs the bare base, so the prompt is the bare base's
+    rw = Rewriter(model, adapter=None, n_examples=opts.get("n_examples"), n_ctx=4096)
 
     class StopAtClosingTag(StoppingCriteria):
         def __init__(self, prompt_len: int) -> None:
@@ -160,43 +213,80 @@ def _bench_transformers(model: str, scenarios: list[str], turns: int, repeat: in
 
         def __call__(self, input_ids, scores, **kwargs) -> bool:
             tail = input_ids[0, self.prompt_len :].tolist()
-            return "</rewritten_query>" in rw.engine._llm.detokenize(tail).decode("utf-8", errors="ignore")
+            return "</rewritten_query>" in rw.engine.detokenize(tail)
 
     torch.set_num_threads(opts.get("threads") or os.cpu_count() or 1)
     hf_logging.disable_progress_bar()
     start = time.perf_counter()
-    hf = AutoModelForCausalLM.from_pretrained(os.path.dirname(os.path.abspath(model)), gguf_file=os.path.basename(model), dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(os.path.abspath(model)), gguf_file=os.path.basename(model), dtype=torch.float32
+    ).eval()
     load_s = time.perf_counter() - start
     rows = []
     for scenario in scenarios:
         ms, ev, gen, gen_s = [], [], [], 0.0
         for messages in requests(scenario, turns, repeat)[: max(3, repeat)]:
-            _, _, tokens, limit = rw._fit(parse_messages(messages))
+            _, _, tokens, limit = rw.fit_prompt(messages)
             ids = torch.tensor([tokens])
             t0 = time.perf_counter()
             with torch.no_grad():
-                out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=limit, do_sample=False,
-                                  stopping_criteria=[StopAtClosingTag(ids.shape[1])])
+                out = hf.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=limit,
+                    do_sample=False,
+                    stopping_criteria=[StopAtClosingTag(ids.shape[1])],
+                )
             elapsed = time.perf_counter() - t0
             ms.append(elapsed * 1000)
             ev.append(ids.shape[1])
             gen.append(out.shape[1] - ids.shape[1])
             gen_s += elapsed
-        rows.append(_row("transformers", scenario, ms, load_s, ev, None, gen, None, note="fp32 CPU, qr-edge's prompt, no KV reuse across calls"))
+        rows.append(
+            _row(
+                "transformers",
+                scenario,
+                ms,
+                load_s,
+                ev,
+                None,
+                gen,
+                None,
+                note="fp32 CPU, qr-edge's prompt, no KV reuse across calls",
+            )
+        )
     return rows
 
 
 SYSTEMS = {"qr-edge": _bench_qr_edge, "peer": _bench_peer, "transformers": _bench_transformers}
 
 
-def _child(system: str, model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any], queue: Any) -> None:
+def _child(
+    system: str, model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any], queue: Any
+) -> None:
     try:
         queue.put([r.model_dump() for r in SYSTEMS[system](model, scenarios, turns, repeat, opts)])
     except Exception as exc:  # reported as a row note, so one failing system does not hide the others
-        queue.put([BenchRow(system=system, scenario=s, rewrites=0, p50_ms=0, p95_ms=0, load_s=0, peak_rss_mb=0, note=f"failed: {type(exc).__name__}: {exc}").model_dump() for s in scenarios])
+        queue.put(
+            [
+                BenchRow(
+                    system=system,
+                    scenario=s,
+                    rewrites=0,
+                    p50_ms=0,
+                    p95_ms=0,
+                    load_s=0,
+                    peak_rss_mb=0,
+                    note=f"failed: {type(exc).__name__}: {exc}",
+                ).model_dump()
+                for s in scenarios
+            ]
+        )
 
 
-def run_bench(model: str, systems: list[str], scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]) -> list[BenchRow]:
+def run_bench(
+    model: str, systems: list[str], scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
+) -> list[BenchRow]:
     ctx = mp.get_context("spawn")
     rows: list[BenchRow] = []
     for system in systems:
@@ -219,4 +309,5 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, {system}"

@@ -6,13 +6,13 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel
 
+from ..errors import MissingExtraError
+from ..text import normalise
 from .dataset import RewriteRecord, read_dataset, write_dataset
-from .errors import MissingExtraError
-from .evaluation import normalise
 
 
 class DataCard(BaseModel):
@@ -34,9 +34,17 @@ class DataCard(BaseModel):
                     lines.append(f"| {name}: {key} | {stats[key]} |")
             for reason, count in stats.get("rejected", {}).items():
                 lines.append(f"| {name}: rejected ({reason}) | {count} |")
-        lines += [f"| loaded | {self.loaded} |", f"| exact duplicates removed | {self.exact_duplicates} |",
-                  f"| near duplicates removed | {self.near_duplicates} |", f"| golden records mixed in | {self.golden_added} |",
-                  f"| final train | {self.train} |", f"| final dev | {self.dev} |", "", "| lang | label | count |", "|---|---|---|"]
+        lines += [
+            f"| loaded | {self.loaded} |",
+            f"| exact duplicates removed | {self.exact_duplicates} |",
+            f"| near duplicates removed | {self.near_duplicates} |",
+            f"| golden records mixed in | {self.golden_added} |",
+            f"| final train | {self.train} |",
+            f"| final dev | {self.dev} |",
+            "",
+            "| lang | label | count |",
+            "|---|---|---|",
+        ]
         for lang, labels in sorted(self.balance.items()):
             for label, count in sorted(labels.items()):
                 lines.append(f"| {lang} | {label} | {count} |")
@@ -70,8 +78,15 @@ def near_duplicates(records: list[RewriteRecord], threshold: float = 0.85, seed:
     return drop
 
 
-def build(inputs: list[Path], out_dir: Path, golden: Optional[Path] = None, golden_ratio: float = 0.1, dev_ratio: float = 0.1,
-          near_threshold: float = 0.85, seed: int = 0) -> DataCard:
+def build(
+    inputs: list[Path],
+    out_dir: Path,
+    golden: Path | None = None,
+    golden_ratio: float = 0.1,
+    dev_ratio: float = 0.1,
+    near_threshold: float = 0.85,
+    seed: int = 0,
+) -> DataCard:
     stages = {}
     records: list[RewriteRecord] = []
     for path in inputs:
@@ -108,8 +123,15 @@ def build(inputs: list[Path], out_dir: Path, golden: Optional[Path] = None, gold
     for r in train:
         balance.setdefault(r.lang, Counter())[r.label] += 1
     card = DataCard(
-        inputs=[str(p) for p in inputs], stages=stages, loaded=loaded, exact_duplicates=exact, near_duplicates=len(drop),
-        train=len(train), dev=len(dev), golden_added=added, balance={k: dict(v) for k, v in balance.items()},
+        inputs=[str(p) for p in inputs],
+        stages=stages,
+        loaded=loaded,
+        exact_duplicates=exact,
+        near_duplicates=len(drop),
+        train=len(train),
+        dev=len(dev),
+        golden_added=added,
+        balance={k: dict(v) for k, v in balance.items()},
     )
     (out_dir / "card.json").write_text(card.model_dump_json(indent=2), encoding="utf-8")
     (out_dir / "card.md").write_text(card.markdown(), encoding="utf-8")

@@ -8,32 +8,25 @@ few-shot examples and the conversation.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel
 
-from .dataset import RewriteRecord
-from .errors import MissingExtraError
-from .examples import load_examples
-from .guard import content_units, new_content
-from .result import RewriteResult
+from ..data.dataset import RewriteRecord
+from ..errors import MissingExtraError
+from ..examples import FewShotExample, load_examples
+from ..result import RewriteResult
+from ..text import content_units, new_content, normalise
 
 SYSTEMS = ("qr-edge", "raw", "never-rewrite")
-_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    """Lower-case, NFKC, whitespace and punctuation removed: what "exact match" compares."""
-    return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 class CaseResult(BaseModel):
     id: str
     lang: str
     label: str
+    style: str = ""  # the dataset file the case came from, when several are evaluated together
     query: str
     reference: str
     outputs: dict[str, str]  # system -> output
@@ -49,12 +42,12 @@ class MetricRow(BaseModel):
     exact_match: float
     bleu4: float
     rouge_l: float
-    unchanged_accuracy: Optional[float] = None
-    rewrote_when_not_needed: Optional[float] = None
-    missing_context_safety: Optional[float] = None
+    unchanged_accuracy: float | None = None
+    rewrote_when_not_needed: float | None = None
+    missing_context_safety: float | None = None
     leakage_rate: float
     unsupported_rate: float
-    guard_rejections: Optional[float] = None
+    guard_rejections: float | None = None
 
 
 class EvalReport(BaseModel):
@@ -64,21 +57,26 @@ class EvalReport(BaseModel):
 
 
 class _Scorer:
-    """BLEU-4 (sacrebleu; its zh tokenizer for Chinese) and ROUGE-L (rouge-score; characters for Chinese, words for English)."""
+    """BLEU-4 (sacrebleu; its zh tokenizer for Chinese) and ROUGE-L (rouge-score; characters for zh, words for en)."""
 
     def __init__(self) -> None:
         try:
             import sacrebleu
             from rouge_score import rouge_scorer
         except ImportError:
-            raise MissingExtraError("qr-edge eval needs sacrebleu and rouge-score: pip install 'qr-edge[eval]'") from None
+            raise MissingExtraError(
+                "qr-edge eval needs sacrebleu and rouge-score: pip install 'qr-edge[eval]'"
+            ) from None
 
         class _Chars:
             def tokenize(self, text: str) -> list[str]:
                 return [c for c in text if not c.isspace()]
 
         self._bleu = sacrebleu.sentence_bleu
-        self._rouge = {"zh": rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Chars()), "en": rouge_scorer.RougeScorer(["rougeL"])}
+        self._rouge = {
+            "zh": rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Chars()),
+            "en": rouge_scorer.RougeScorer(["rougeL"]),
+        }
 
     def bleu(self, hyp: str, ref: str, lang: str) -> float:
         return self._bleu(hyp, [ref], tokenize="zh" if lang == "zh" else "13a").score / 100
@@ -94,13 +92,24 @@ def run_case(rewriter: Any, record: RewriteRecord) -> RewriteResult:
     return rewriter.rewrite_queries([m.content for m in record.messages if m.role == "user"])
 
 
-def evaluate_cases(rewriter: Any, records: Sequence[RewriteRecord], on_case: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+def evaluate_cases(
+    rewriter: Any,
+    records: Sequence[RewriteRecord],
+    on_case: Callable[[CaseResult], None] | None = None,
+    styles: dict[str, str] | None = None,
+) -> list[CaseResult]:
+    """Run every record through the rewriter; ``styles`` maps a record id to the file (style) it came from."""
     cases = []
     for rec in records:
         result = run_case(rewriter, rec)
         raw = rewriter.builder.parse_output(result.raw_output) if result.raw_output is not None else rec.query
         case = CaseResult(
-            id=rec.id, lang=rec.lang, label=rec.label, query=rec.query, reference=rec.rewrite,
+            id=rec.id,
+            lang=rec.lang,
+            label=rec.label,
+            style=(styles or {}).get(rec.id, ""),
+            query=rec.query,
+            reference=rec.rewrite,
             outputs={"qr-edge": result.rewrite, "raw": raw or rec.query, "never-rewrite": rec.query},
             decision=result.decision.value,
             guard_rejected=result.decision.value.startswith("rejected_"),
@@ -112,15 +121,23 @@ def evaluate_cases(rewriter: Any, records: Sequence[RewriteRecord], on_case: Cal
     return cases
 
 
-def _mean(values: Iterable[float]) -> Optional[float]:
+def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return round(sum(values) / len(values), 4) if values else None
 
 
-def metric_rows(cases: Sequence[CaseResult], conversations: dict[str, RewriteRecord]) -> list[MetricRow]:
+def metric_rows(
+    cases: Sequence[CaseResult],
+    conversations: dict[str, RewriteRecord],
+    examples: Sequence[FewShotExample] | None = None,
+) -> list[MetricRow]:
+    """Metrics per system and slice. Leakage counts content of ``examples`` (the ones in the prompt; default:
+    the bundled set) that an output adds and the conversation lacks."""
     scorer = _Scorer()
-    example_units = set().union(*(content_units(t) for ex in load_examples() for t in ex.texts()))
+    examples = load_examples() if examples is None else examples
+    example_units = set().union(*(content_units(t) for ex in examples for t in ex.texts()))
     slices: list[tuple[str, Callable[[CaseResult], bool]]] = [("all", lambda c: True)]
+    slices += [(style, lambda c, style=style: c.style == style) for style in sorted({c.style for c in cases} - {""})]
     slices += [(lang, lambda c, lang=lang: c.lang == lang) for lang in sorted({c.lang for c in cases})]
     slices += [(label, lambda c, label=label: c.label == label) for label in sorted({c.label for c in cases})]
     rows = []
@@ -137,19 +154,21 @@ def metric_rows(cases: Sequence[CaseResult], conversations: dict[str, RewriteRec
             keep_query = [c for c in sel if c.label != "rewritten"]
             unchanged = [c for c in sel if c.label == "unchanged"]
             missing = [c for c in sel if c.label == "missing_context"]
-            same = lambda c: float(normalise(c.outputs[system]) == normalise(c.query))  # noqa: E731
+            same = lambda c, system=system: float(normalise(c.outputs[system]) == normalise(c.query))  # noqa: E731
             rows.append(
                 MetricRow(
-                    system=system, slice=name, n=len(sel),
+                    system=system,
+                    slice=name,
+                    n=len(sel),
                     exact_match=_mean(float(normalise(c.outputs[system]) == normalise(c.reference)) for c in sel),
                     bleu4=_mean(scorer.bleu(c.outputs[system], c.reference, c.lang) for c in sel),
                     rouge_l=_mean(scorer.rouge_l(c.outputs[system], c.reference, c.lang) for c in sel),
                     unchanged_accuracy=_mean(same(c) for c in unchanged),
                     rewrote_when_not_needed=_mean(1 - same(c) for c in keep_query),
                     missing_context_safety=_mean(same(c) for c in missing),
-                    leakage_rate=_mean(leaked), unsupported_rate=_mean(unsupported),
+                    leakage_rate=_mean(leaked),
+                    unsupported_rate=_mean(unsupported),
                     guard_rejections=_mean(float(c.guard_rejected) for c in sel) if system == "qr-edge" else None,
                 )
             )
     return rows
-

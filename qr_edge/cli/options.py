@@ -1,0 +1,60 @@
+"""The option blocks every model-running command shares, and the one place a ``Rewriter`` is built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..adapters import adapter_choice
+from ..rewriter import Rewriter
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="GGUF file (default: $QR_EDGE_MODEL, else the embedded SmolLM2-135M)"),
+]
+AdapterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--adapter",
+        help="GGUF LoRA adapter applied at run time; 'none' for the bare model "
+        "(default: the bundled adapter on the embedded model, none on any other)",
+    ),
+]
+HfFileOpt = Annotated[
+    str | None,
+    typer.Option("--hf-file", help="with --model REPO_ID: the GGUF file to fetch from a hub (needs network)"),
+]
+ExamplesOpt = Annotated[
+    Path | None, typer.Option("--examples", help="few-shot examples JSONL (default: bundled zh+en set)")
+]
+NExamplesOpt = Annotated[
+    int | None,
+    typer.Option("--n-examples", help="number of few-shot examples, 0-10 (default: what the model or adapter records)"),
+]
+NCtxOpt = Annotated[int, typer.Option("--n-ctx", help="context window in tokens")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: llama.cpp's choice)")]
+GpuOpt = Annotated[int, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
+
+
+def build_rewriter(
+    model: str | None,
+    hf_file: str | None = None,
+    examples: Path | None = None,
+    n_examples: int | None = None,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    gpu_layers: int = 0,
+    adapter: str | None = None,
+) -> Rewriter:
+    return Rewriter(
+        model,
+        adapter=adapter_choice(adapter),
+        hf_file=hf_file,
+        examples=examples,
+        n_examples=n_examples,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+    )

@@ -1,0 +1,201 @@
+"""``qr-edge data mix``: the bundled adapter's data, rebuilt from a recipe, seeded, with honest splits.
+
+A recipe (TOML) names the public corpora (read through the importers) and the generators, how many
+records of each go to train, and how many conversations are held out for dev and test. Splits are made
+by *conversation* (a CAsT topic, a REWRITE dialogue), never by turn, and a held-out conversation
+that is identical to a training one is dropped, so no conversation is in two splits.
+Augmentations:
+- ``rewrite_as_query``: a rewritten case whose query is replaced by its reference rewrite becomes an
+  ``unchanged`` case (the standalone form must be left alone);
+- ``legacy``: a case whose rewrite needs the assistant's answer, shown queries-only, becomes a
+  ``missing_context`` case (keep the query rather than guess).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ..errors import InputFileError
+from .dataset import RewriteRecord, dataset_sha256, write_dataset
+from .importers import import_corpus
+from .synthetic import RewriteGenerator
+from .taskdialog import TaskDialogGenerator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class SourceSpec(BaseModel):
+    """One ingredient of the mix."""
+
+    name: str
+    kind: Literal["rewrite-tsv", "cast", "synthetic", "taskdialog"]
+    path: str | None = None  # corpora: relative to the recipe file
+    style: str  # the dev/test file this source's held-out part goes to
+    train: int = 0  # records for training (0: all that are not held out); generators: how many to make
+    repeat: int = 1  # times each training record is used
+    dev: int = 0  # held-out conversations (corpora) or records (generators)
+    test: int = 0
+    rewrite_as_query: float = 0.0
+    legacy: float = 0.0
+
+
+class Recipe(BaseModel):
+    seed: int = 0
+    sources: list[SourceSpec] = Field(default_factory=list)
+
+
+class MixCard(BaseModel):
+    recipe: str
+    recipe_sha256: str
+    seed: int
+    files: dict[str, dict[str, Any]]  # file name -> {records, sha256, labels, sources}
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return Recipe.model_validate(raw)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputFileError(f"cannot read recipe {path}: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputFileError(f"recipe {path}: {err['msg']} at {'.'.join(map(str, err['loc']))}") from None
+
+
+def conversation_key(record: RewriteRecord) -> str:
+    """Identity of a conversation for overlap checks: its turns, roles included."""
+    return json.dumps([[m.role, m.content] for m in record.messages], ensure_ascii=False)
+
+
+def _group(record: RewriteRecord) -> str:
+    """The conversation a record belongs to: a CAsT topic for CAsT turns, the record itself otherwise."""
+    if record.source.startswith("cast:"):
+        return "-".join(record.id.split("-")[:2])  # cast19-31-2[-asq] -> cast19-31
+    return record.id.removesuffix("-asq").removesuffix("-legacy")
+
+
+def _as_unchanged(record: RewriteRecord) -> RewriteRecord | None:
+    if record.label != "rewritten":
+        return None
+    messages = [*record.messages[:-1], record.messages[-1].model_copy(update={"content": record.rewrite})]
+    return record.model_copy(
+        update={"id": record.id + "-asq", "messages": messages, "label": "unchanged", "source": record.source + "+asq"}
+    )
+
+
+def _as_legacy(record: RewriteRecord) -> RewriteRecord | None:
+    if not record.depends_on_assistant():
+        return None
+    users = record.legacy_messages
+    if len(users) < 2:
+        return None
+    return record.model_copy(
+        update={
+            "id": record.id + "-legacy",
+            "messages": users,
+            "rewrite": record.query,
+            "label": "missing_context",
+            "source": record.source + "+legacy",
+        }
+    )
+
+
+def _records(spec: SourceSpec, base: Path, seed: int) -> tuple[list[RewriteRecord], list[RewriteRecord]]:
+    """(pool for train, pool for dev/test): the held-out pool is generated apart for generators."""
+    if spec.kind in ("rewrite-tsv", "cast"):
+        if not spec.path:
+            raise InputFileError(f"source {spec.name}: a corpus needs a path")
+        result = import_corpus(spec.kind, base / spec.path)
+        return result.records, result.records
+    total = spec.train + spec.dev + spec.test
+    if spec.kind == "synthetic":
+        return RewriteGenerator(seed=seed, split="train").generate(spec.train), RewriteGenerator(
+            seed=seed, split="golden"
+        ).generate(spec.dev + spec.test)
+    records = TaskDialogGenerator(seed=seed).generate(total)
+    return records[: spec.train], records[spec.train :]
+
+
+def build_mix(recipe_path: str | Path, out_dir: str | Path) -> MixCard:
+    """Write ``train.jsonl``, ``dev-<style>.jsonl``, ``test-<style>.jsonl`` and ``card.json``; deterministic."""
+    recipe_path = Path(recipe_path)
+    recipe = load_recipe(recipe_path)
+    base = recipe_path.parent
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out} exists and is not a folder")
+    train: list[RewriteRecord] = []
+    held: dict[str, list[RewriteRecord]] = defaultdict(list)
+    for i, spec in enumerate(recipe.sources):
+        rng = random.Random(f"{recipe.seed}-{spec.name}")
+        pool, held_pool = _records(spec, base, recipe.seed + i)
+        if spec.kind in ("rewrite-tsv", "cast"):
+            groups = sorted({_group(r) for r in pool})
+            rng.shuffle(groups)
+            dev_g, test_g = set(groups[: spec.dev]), set(groups[spec.dev : spec.dev + spec.test])
+            held[f"dev-{spec.style}"] += [r for r in held_pool if _group(r) in dev_g]
+            held[f"test-{spec.style}"] += [r for r in held_pool if _group(r) in test_g]
+            pool = [r for r in pool if _group(r) not in dev_g | test_g]
+            rng.shuffle(pool)
+            if spec.train:
+                pool = pool[: spec.train]
+        else:
+            held[f"dev-{spec.style}"] += held_pool[: spec.dev]
+            held[f"test-{spec.style}"] += held_pool[spec.dev :]
+        extra = []
+        for r in pool:
+            if spec.rewrite_as_query and rng.random() < spec.rewrite_as_query:
+                extra.append(_as_unchanged(r))
+            if spec.legacy and rng.random() < spec.legacy:
+                extra.append(_as_legacy(r))
+        train += [r for r in pool for _ in range(spec.repeat)] + [r for r in extra if r is not None]
+    random.Random(recipe.seed).shuffle(train)
+
+    owner = dict.fromkeys((conversation_key(r) for r in train), "train")
+    files = {"train.jsonl": train}
+    for name, records in sorted(held.items()):  # dev-* before test-*: a repeated conversation stays in the first
+        for r in records:
+            owner.setdefault(conversation_key(r), name)
+        files[f"{name}.jsonl"] = [r for r in records if owner[conversation_key(r)] == name]
+    out.mkdir(parents=True, exist_ok=True)
+    card = MixCard(
+        recipe=str(recipe_path),
+        recipe_sha256=hashlib.sha256(recipe_path.read_bytes()).hexdigest(),
+        seed=recipe.seed,
+        files={},
+    )
+    for name, records in files.items():
+        write_dataset(records, out / name)
+        card.files[name] = {
+            "records": len(records),
+            "sha256": dataset_sha256(records),
+            "labels": dict(Counter(r.label for r in records)),
+            "sources": dict(Counter(r.source for r in records)),
+        }
+    (out / "card.json").write_text(card.model_dump_json(indent=2), encoding="utf-8")
+    return card
+
+
+def split_overlap(files: dict[str, list[RewriteRecord]]) -> list[str]:
+    """Conversations (or CAsT topics) found in more than one file: each is a leak between splits."""
+    seen: dict[str, str] = {}
+    problems = []
+    for name, records in files.items():
+        for key in {conversation_key(r) for r in records} | {
+            _group(r) for r in records if r.source.startswith("cast:")
+        }:
+            if key in seen and seen[key] != name:
+                problems.append(f"{key[:80]} in {seen[key]} and {name}")
+            seen.setdefault(key, name)
+    return problems

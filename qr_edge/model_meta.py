@@ -1,0 +1,35 @@
+"""The one home of model metadata: GGUF keys qr-edge writes and reads, prompt format versions, defaults.
+
+Runtime, training and export all read these, so a model is run exactly the way it was trained.
+"""
+
+from __future__ import annotations
+
+#: Prompt format "1": the full task text plus few-shot examples (for base models and the first demo).
+FULL_PROMPT_FORMAT = "1"
+#: Prompt format "2": a one-line task, no examples, long assistant turns clipped (for fine-tuned adapters).
+COMPACT_PROMPT_FORMAT = "2"
+PROMPT_FORMATS = (FULL_PROMPT_FORMAT, COMPACT_PROMPT_FORMAT)
+#: What a model without qr-edge metadata is shown.
+PROMPT_FORMAT_VERSION = FULL_PROMPT_FORMAT
+
+#: Few-shot examples for a model that records none (a base model).
+DEFAULT_N_EXAMPLES = 4
+#: History turns kept before any token budget applies (runtime and training alike).
+MAX_HISTORY_TURNS = 12
+
+# GGUF metadata keys (model files and adapter files alike).
+META_PROMPT_VERSION = "qr_edge.prompt_format_version"
+META_N_EXAMPLES = "qr_edge.n_examples"
+META_BASE_NAME = "qr_edge.base.name"
+META_BASE_ARCH = "qr_edge.base.architecture"
+META_BASE_SHA256 = "qr_edge.base.sha256"
+META_ADAPTER_NAME = "qr_edge.adapter.name"
+META_ADAPTER_METHOD = "qr_edge.adapter.method"
+META_ADAPTER_SHA256 = "qr_edge.adapter.sha256"
+META_DATASET_SHA256 = "qr_edge.train.dataset_sha256"
+
+
+def output_budget(query_tokens: int) -> int:
+    """Tokens a rewrite of a query of ``query_tokens`` tokens may take (closing tag included)."""
+    return min(256, 2 * query_tokens + 48)

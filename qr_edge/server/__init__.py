@@ -1,0 +1,31 @@
+"""``qr-edge serve``: the library as a local HTTP service (FastAPI + uvicorn, the ``server`` extra).
+
+Importing this package imports fastapi; ``qr_edge`` and ``qr_edge.cli`` never import it, so the base install
+stays light and the CLI imports this lazily.
+"""
+
+from .app import (
+    BatchTooLargeError,
+    InvalidJSONError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    RewriterPool,
+    ServerBusyError,
+    ServerError,
+    UnauthorizedError,
+    create_app,
+)
+
+__all__ = [
+    "BatchTooLargeError",
+    "InvalidJSONError",
+    "InvalidRequestError",
+    "PayloadTooLargeError",
+    "RequestTimeoutError",
+    "RewriterPool",
+    "ServerBusyError",
+    "ServerError",
+    "UnauthorizedError",
+    "create_app",
+]

@@ -1,0 +1,473 @@
+"""The HTTP service: FastAPI routes over a pool of Rewriters, with typed JSON errors and bounded load.
+
+Why it is built this way:
+- a llama.cpp context runs one call at a time, so the pool holds N Rewriters (N contexts) and hands each
+  request one of them; the blocking model call runs in a worker thread, never on the event loop;
+- a request that cannot be served soon is refused (503 + Retry-After when the queue is full, 504 after the
+  timeout) rather than piling up: a caller can fall back to the raw query at once;
+- every refusal is ``{"error": {"type": ..., "message": ...}}`` with the library's error class name, so a
+  client branches on ``type`` the way a Python caller catches the exception; never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from ..adapters import BUNDLED
+from ..errors import InvalidConversationError, QrEdgeError
+from ..messages import messages_from_queries, parse_messages
+from ..result import RewriteResult
+from ..rewriter import Rewriter
+
+__all__ = [
+    "BatchTooLargeError",
+    "InvalidJSONError",
+    "InvalidRequestError",
+    "PayloadTooLargeError",
+    "RequestTimeoutError",
+    "RewriterPool",
+    "ServerBusyError",
+    "ServerError",
+    "UnauthorizedError",
+    "create_app",
+]
+
+log = logging.getLogger("qr_edge.server")
+T = TypeVar("T")
+
+#: Paths served without an API key: a load balancer's health probe carries none.
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+# -- errors the service itself raises ---------------------------------------------------------------
+class ServerError(QrEdgeError):
+    """A request the service refuses for its own reasons (key, size, load); ``status`` is the HTTP code."""
+
+    status: int = 400
+    headers: dict[str, str] | None = None
+
+
+class InvalidJSONError(ServerError):
+    """The body is not JSON at all."""
+
+
+class InvalidRequestError(ServerError):
+    """The JSON does not have the request's shape (missing or mistyped fields, unknown keys)."""
+
+    status = 422
+
+
+class UnauthorizedError(ServerError):
+    """No API key, or the wrong one."""
+
+    status = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class PayloadTooLargeError(ServerError):
+    """The body is larger than the service accepts."""
+
+    status = 413
+
+
+class BatchTooLargeError(ServerError):
+    """A batch has more items than the service accepts in one request."""
+
+    status = 413
+
+
+class ServerBusyError(ServerError):
+    """Every rewriter is busy and the queue is full: retry after ``Retry-After`` seconds."""
+
+    status = 503
+    headers = {"Retry-After": "1"}
+
+
+class RequestTimeoutError(ServerError):
+    """No result within the request's time budget (waiting included)."""
+
+    status = 504
+
+
+def _status(exc: QrEdgeError) -> int:
+    return exc.status if isinstance(exc, ServerError) else 422
+
+
+def _error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": error_type, "message": message}}
+
+
+def _error_response(exc: QrEdgeError) -> JSONResponse:
+    headers = exc.headers if isinstance(exc, ServerError) else None
+    return JSONResponse(_error_body(type(exc).__name__, str(exc)), status_code=_status(exc), headers=headers)
+
+
+# -- the pool -------------------------------------------------------------------------------------
+class RewriterPool:
+    """N Rewriters, each with its own llama.cpp context: up to N requests run at once, one per rewriter.
+
+    Thread-safe and loop-agnostic: ``call`` blocks a worker thread until a rewriter is idle, so several apps
+    (or plain threads) may share one pool.
+    """
+
+    def __init__(self, rewriters: Sequence[Rewriter]) -> None:
+        if not rewriters:
+            raise ValueError("a RewriterPool needs at least one Rewriter")
+        self.rewriters = list(rewriters)
+        self._idle: queue.SimpleQueue[Rewriter] = queue.SimpleQueue()
+        for rewriter in self.rewriters:
+            self._idle.put(rewriter)
+
+    @classmethod
+    def load(cls, factory: Callable[[], Rewriter], workers: int = 1) -> RewriterPool:
+        """Build ``workers`` Rewriters with ``factory`` (each loads its own model context)."""
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        return cls([factory() for _ in range(workers)])
+
+    @property
+    def size(self) -> int:
+        return len(self.rewriters)
+
+    @property
+    def primary(self) -> Rewriter:
+        """The rewriter whose model and adapters describe the pool (all are built alike)."""
+        return self.rewriters[0]
+
+    def call(self, job: Callable[[Rewriter], T], deadline: float | None = None) -> T:
+        """Run ``job`` on an idle rewriter, waiting for one until ``deadline`` (``time.monotonic``). Blocking."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            rewriter = self._idle.get(timeout=timeout)
+        except queue.Empty:
+            raise RequestTimeoutError("no rewriter became free before the request's deadline") from None
+        try:
+            return job(rewriter)
+        finally:
+            self._idle.put(rewriter)
+
+
+class _Dispatcher:
+    """Admission (bounded queue) and time budget for requests going to the pool, from one event loop."""
+
+    def __init__(self, pool: RewriterPool, queue_size: int, timeout_s: float) -> None:
+        self.pool = pool
+        self.queue_size = queue_size
+        self.timeout_s = timeout_s
+        self.admitted = 0  # requests running or waiting; only touched on the event loop
+        self.limiter = anyio.CapacityLimiter(pool.size)  # threads in flight: one per rewriter
+
+    async def run(self, job: Callable[[Rewriter, threading.Event], T], units: int = 1) -> T:
+        """Run ``job(rewriter, cancelled)`` in a worker thread within ``units`` x the timeout.
+
+        On timeout the thread is abandoned, not killed (a llama.cpp call cannot be interrupted): ``cancelled``
+        is set so a job between model calls stops early, and the rewriter goes back to the pool when it ends.
+        """
+        if self.admitted >= self.pool.size + self.queue_size:
+            raise ServerBusyError(
+                f"all {self.pool.size} rewriter(s) are busy and {self.queue_size} request(s) wait; retry shortly"
+            )
+        self.admitted += 1
+        budget = self.timeout_s * max(1, units)
+        deadline = time.monotonic() + budget
+        cancelled = threading.Event()
+
+        def work(rewriter: Rewriter) -> T:
+            if cancelled.is_set():  # the caller gave up while this thread waited for a rewriter
+                raise RequestTimeoutError("the request timed out before it ran")
+            return job(rewriter, cancelled)
+
+        try:
+            with anyio.fail_after(budget):
+                return await anyio.to_thread.run_sync(
+                    self.pool.call, work, deadline, abandon_on_cancel=True, limiter=self.limiter
+                )
+        except TimeoutError:
+            raise RequestTimeoutError(f"no result within {budget:g} s; the query can be used as it is") from None
+        finally:
+            cancelled.set()
+            self.admitted -= 1
+
+
+# -- request bodies ---------------------------------------------------------------------------------
+class ChatMessage(BaseModel):
+    """One turn, OpenAI style (extra keys are ignored). Checked by the library, so errors name the turn."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(description="system (first turn only), user or assistant; the last turn is the user query")
+    content: str = Field(description="the turn's text")
+
+
+class RewriteRequest(BaseModel):
+    """One rewrite: a conversation (``messages``) or the legacy user-only form (``queries``), not both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "messages": [
+                        {"role": "user", "content": "Which is faster, NumPy or Python loops?"},
+                        {"role": "assistant", "content": "NumPy, because its loops run in compiled C."},
+                        {"role": "user", "content": "Why is it faster?"},
+                    ]
+                },
+                {"queries": ["Python和Java哪个更好？", "它怎么样？"]},
+            ]
+        },
+    )
+
+    # SkipValidation: the documented shape, but the library validates it so errors are InvalidConversationError.
+    messages: SkipValidation[list[ChatMessage]] | None = Field(
+        None, description="the conversation; its last turn is the user query to rewrite"
+    )
+    queries: list[str] | None = Field(None, description="legacy: user queries only, the last one is rewritten")
+    adapter: str | None = Field(
+        None, description="a loaded adapter's name; null for the bare model; absent for the default adapter"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="reserved; must be empty")
+    id: Any = Field(None, description="echoed in the result, to match batch results to inputs")
+
+
+class BatchRequest(BaseModel):
+    """Several rewrites in one request; a bad item fails alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # SkipValidation: items are validated one by one, so one bad item does not refuse the batch.
+    items: list[SkipValidation[RewriteRequest]] = Field(description="rewrite requests, answered in order")
+
+
+class AdapterInfo(BaseModel):
+    name: str
+    file: str
+
+
+class ModelsResponse(BaseModel):
+    model: str = Field(description="the base model's name")
+    file: str = Field(description="the base model's GGUF file name")
+    adapters: list[AdapterInfo]
+    default_adapter: str | None = Field(description="the adapter a request that names none runs under")
+    prompt_format: str = Field(description="the prompt format of the default adapter (or the bare model)")
+    workers: int
+
+
+def _prepare(req: RewriteRequest) -> Callable[[Rewriter], RewriteResult]:
+    """Check what the schema cannot before the request takes a queue slot; return the model call."""
+    if (req.messages is None) == (req.queries is None):
+        raise InvalidConversationError('give either "messages" (a conversation) or "queries" (user queries only)')
+    if req.options:
+        raise InvalidRequestError(f"unsupported option(s): {', '.join(sorted(req.options))}; options must be empty")
+    adapter = req.adapter if "adapter" in req.model_fields_set else BUNDLED
+    if req.messages is not None:
+        messages = parse_messages(req.messages)
+        return lambda rewriter: rewriter.rewrite(messages, adapter=adapter)
+    queries = req.queries or []
+    messages_from_queries(queries)
+    return lambda rewriter: rewriter.rewrite_queries(queries, adapter=adapter)
+
+
+def _dump(result: RewriteResult, item_id: Any) -> dict[str, Any]:
+    if item_id is not None:
+        result.id = item_id
+    return result.model_dump(mode="json")
+
+
+def _error_record(error_type: str, message: str, item_id: Any) -> dict[str, Any]:
+    record = _error_body(error_type, message)
+    return record if item_id is None else {"id": item_id, **record}
+
+
+def _validation_message(errors: Sequence[Any]) -> str:
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+# -- key and size checks, before any routing ---------------------------------------------------------
+class _GateMiddleware:
+    """Refuses a request without the API key (401) or with a body over the limit (413) before it is parsed."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.api_key is not None
+        given = headers.get(b"x-api-key")
+        auth = headers.get(b"authorization", b"")
+        scheme, _, token = auth.partition(b" ")
+        if scheme.lower() == b"bearer":
+            given = token.strip()
+        return given is not None and hmac.compare_digest(given, self.api_key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+            message = "this service needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            await _error_response(UnauthorizedError(message))(scope, receive, send)
+            return
+        too_large = PayloadTooLargeError(f"the request body is larger than {self.max_body_bytes} bytes")
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await _error_response(too_large)(scope, receive, send)
+            return
+        # Read the (bounded) body here, so a chunked body without Content-Length is limited too.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _error_response(too_large)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# -- the app ---------------------------------------------------------------------------------------
+def create_app(
+    pool: RewriterPool,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 1 << 20,
+    max_batch: int = 64,
+    timeout_s: float = 30.0,
+    queue_size: int = 16,
+) -> FastAPI:
+    """The service over ``pool``. ``timeout_s`` is per rewrite (a batch of k items gets k times it), waiting
+    included; ``queue_size`` requests may wait for a rewriter beyond the ``pool.size`` running ones."""
+    if max_body_bytes < 1 or max_batch < 1 or timeout_s <= 0 or queue_size < 0:
+        raise ValueError("max_body_bytes and max_batch must be >= 1, timeout_s > 0, queue_size >= 0")
+    dispatcher = _Dispatcher(pool, queue_size, timeout_s)
+    app = FastAPI(
+        title="qr-edge",
+        version=__version__,
+        description="Offline multi-turn query rewriting: the last user query of a conversation, made standalone.",
+    )
+    app.state.pool = pool
+    app.add_middleware(_GateMiddleware, api_key=api_key, max_body_bytes=max_body_bytes)
+
+    @app.exception_handler(QrEdgeError)
+    async def _library_error(request: Request, exc: QrEdgeError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(err.get("type") == "json_invalid" for err in errors):
+            return _error_response(InvalidJSONError(f"the body is not valid JSON: {_validation_message(errors)}"))
+        return _error_response(InvalidRequestError(_validation_message(errors)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = "".join(w.capitalize() for w in HTTPStatus(exc.status_code).phrase.replace("-", " ").split())
+        return JSONResponse(_error_body(name, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(_error_body("InternalError", "internal error; see the server log"), status_code=500)
+
+    @app.get("/healthz", summary="Liveness probe (no API key needed)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", response_model=ModelsResponse, summary="The loaded model, its adapters and prompt format")
+    async def models() -> ModelsResponse:
+        rewriter = pool.primary
+        return ModelsResponse(
+            model=rewriter.engine.name,
+            file=os.path.basename(rewriter.model_path),
+            adapters=[
+                AdapterInfo(name=name, file=os.path.basename(loaded.path))
+                for name, loaded in rewriter.engine.adapters.items()
+            ],
+            default_adapter=rewriter.default_adapter,
+            prompt_format=rewriter.builder.fmt,
+            workers=pool.size,
+        )
+
+    @app.post("/v1/rewrite", response_model=RewriteResult, summary="Rewrite the last user query of a conversation")
+    async def rewrite(body: RewriteRequest) -> JSONResponse:
+        call = _prepare(body)
+        result = await dispatcher.run(lambda rewriter, _cancelled: call(rewriter))
+        return JSONResponse(_dump(result, body.id))
+
+    @app.post("/v1/rewrite/batch", summary="Several rewrites in order; a bad item becomes an error record")
+    async def rewrite_batch(body: BatchRequest) -> JSONResponse:
+        if len(body.items) > max_batch:
+            raise BatchTooLargeError(f"the batch has {len(body.items)} items; at most {max_batch} are accepted")
+        slots: list[dict[str, Any] | tuple[Any, Callable[[Rewriter], RewriteResult]]] = []
+        for raw in body.items:
+            item_id = raw.get("id") if isinstance(raw, dict) else None
+            try:
+                req = RewriteRequest.model_validate(raw)
+                slots.append((item_id, _prepare(req)))
+            except ValidationError as exc:
+                slots.append(_error_record("InvalidRequestError", _validation_message(exc.errors()), item_id))
+            except QrEdgeError as exc:
+                slots.append(_error_record(type(exc).__name__, str(exc), item_id))
+
+        def run_all(rewriter: Rewriter, cancelled: threading.Event) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            for slot in slots:
+                if cancelled.is_set():
+                    break  # timed out: nobody reads the rest
+                if isinstance(slot, dict):
+                    out.append(slot)
+                    continue
+                item_id, call = slot
+                try:
+                    out.append(_dump(call(rewriter), item_id))
+                except QrEdgeError as exc:
+                    out.append(_error_record(type(exc).__name__, str(exc), item_id))
+                except Exception:  # one item's bug must not lose the others' results
+                    log.exception("unexpected error on a batch item")
+                    out.append(_error_record("InternalError", "internal error; see the server log", item_id))
+            return out
+
+        runnable = sum(1 for slot in slots if not isinstance(slot, dict))
+        if runnable == 0:
+            return JSONResponse({"results": slots})
+        return JSONResponse({"results": await dispatcher.run(run_all, units=runnable)})
+
+    return app

@@ -1,0 +1,95 @@
+"""The one home of text handling shared by the guard, the data tools and evaluation.
+
+Content is compared as *units*: lower-cased Latin words (English content words, with stop words and
+plural/possessive endings removed) and CJK character bigrams.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+_LATIN = re.compile(r"[a-z0-9]+(?:['’.\-][a-z0-9]+)*")
+CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+MARKUP = re.compile(r"<\s*/?\s*[A-Za-z_|!?]|\|>|```")
+
+EN_STOPWORDS = frozenset(
+    """a an the and or but if then so of to in on at by for with about from into onto over under as is are was were be been
+    being am do does did done have has had having it its it's this that these those there here what which who whom whose
+    when where why how can could should would will shall may might must i me my we our you your he him his she her they them
+    their not no yes any some more most other than too very just also only both each either neither one ones s t please tell
+    let us get got give know like want need show explain describe compare difference between vs versus same""".split()
+)
+# CJK characters that carry grammar rather than content: a bigram of two of them is never evidence.
+ZH_FUNCTION_CHARS = frozenset(
+    "的了吗呢吧啊呀是在有和与或及什么怎样哪谁几多少为如何这那个些它他她们也都还就要会能可以不没对从把被给让到上下中里之其于而又很更最"
+)
+_EN_QUESTION_START = re.compile(
+    r"^(what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|should|would|will|may|might|has|have|had)\b",
+    re.I,
+)
+_ZH_QUESTION = re.compile(
+    r"[吗呢么]|什么|怎么|怎样|哪|谁|几|多少|为何|为什么|如何|是否|能否|可否|有没有|是不是|好不好|对不对"
+)
+
+
+def fold(text: str) -> str:
+    """NFKC and lower case: how content is compared."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def normalise(text: str) -> str:
+    """Folded, whitespace and punctuation removed: what "exact match" and "unchanged" compare."""
+    return _PUNCT.sub("", fold(text))
+
+
+def _stem(word: str) -> str:
+    for suffix in ("'s", "’s"):
+        if word.endswith(suffix):
+            word = word[: -len(suffix)]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return word
+
+
+def content_units(text: str) -> set[str]:
+    """Latin content words and CJK bigrams (single CJK characters stand alone when a run has one)."""
+    text = fold(text)
+    units = {_stem(w) for w in _LATIN.findall(text) if w not in EN_STOPWORDS}
+    for run in CJK_RUN.findall(text):
+        if len(run) == 1:
+            if run not in ZH_FUNCTION_CHARS:
+                units.add(run)
+            continue
+        for i in range(len(run) - 1):
+            bigram = run[i : i + 2]
+            if not (bigram[0] in ZH_FUNCTION_CHARS and bigram[1] in ZH_FUNCTION_CHARS):
+                units.add(bigram)
+    return units
+
+
+def units_of(texts: Iterable[str]) -> set[str]:
+    units: set[str] = set()
+    for t in texts:
+        units |= content_units(t)
+    return units
+
+
+def new_content(text: str, conversation: Sequence[str]) -> set[str]:
+    """Units of ``text`` that the conversation does not support.
+
+    A CJK bigram also counts as supported when both its characters occur in the conversation: joining
+    "热干面" and "热量" creates the bigram "面热", which is no new content.
+    """
+    conv_units = units_of(conversation)
+    conv_chars = set(fold("".join(conversation)))
+    return {u for u in content_units(text) - conv_units if not (CJK_RUN.fullmatch(u) and set(u) <= conv_chars)}
+
+
+def is_question(text: str) -> bool:
+    t = text.strip()
+    if t.endswith(("?", "？")):
+        return True
+    return bool(_EN_QUESTION_START.match(t) or _ZH_QUESTION.search(t))

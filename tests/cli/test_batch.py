@@ -1,0 +1,89 @@
+"""Batch rewriting loses nothing: streamed output, per-line error records, kill -9 and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ..conftest import CONVERSATION
+from .test_cli import CLI, ROOT, run
+
+
+def _rows(n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        if i % 7 == 3:
+            rows.append({"id": i, "messages": [{"role": "user", "content": "bad \ud800 surrogate"}]})
+        else:
+            follow = {"role": "user", "content": f"Why is it faster? ({i})"}
+            rows.append({"id": i, "messages": [*CONVERSATION[:2], follow]})
+    return rows
+
+
+def _write(path, rows, extra: bytes = b"") -> None:
+    with open(path, "wb") as f:
+        for r in rows:
+            f.write(json.dumps(r).encode() + b"\n")
+        f.write(extra)
+
+
+def test_bad_lines_become_error_records_and_the_batch_goes_on(tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, _rows(5), extra=b'{"id": "latin1", "messages": [{"role": "user", "content": "caf\xe9"}]}\n')
+    proc = run("rewrite", "--input", str(src), "--output", str(out), "--adapter", "none", "--n-examples", "0")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["line"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    bad = lines[3]
+    assert bad["id"] == 3 and bad["error"]["type"] == "InvalidConversationError" and "surrogate" in bad["error"]["message"]
+    assert lines[5]["error"]["type"] == "InputFileError" and "not UTF-8" in lines[5]["error"]["message"]
+    assert all("error" not in x and x["id"] == i for i, x in enumerate(lines) if i not in (3, 5))
+    assert "errors 2" in proc.stderr
+
+
+def test_kill_minus_nine_then_resume_gives_every_line_exactly_once(tmp_path):
+    rows = _rows(24)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, rows)
+    args = [*CLI, "rewrite", "--input", str(src), "--output", str(out), "--adapter", "none", "--n-examples", "0"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 5):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(out, "a") as f:
+        f.write('{"id": 99, "torn')  # what a kill in the middle of a write leaves
+    again = run("rewrite", "--input", str(src), "--output", str(out), "--adapter", "none", "--n-examples", "0")
+    assert again.returncode == 1 and "Traceback" not in again.stderr  # 1: the surrogate lines are errors
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["id"] for x in lines] == list(range(24))
+    refused = run("rewrite", "--input", str(src), "--output", str(out), "--adapter", "none")
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+
+def test_output_path_problems_are_one_line_errors(tmp_path):
+    src = tmp_path / "in.jsonl"
+    _write(src, _rows(1))
+    for target, message in ((tmp_path, "is a folder"), (tmp_path / "no" / "out.jsonl", "does not exist")):
+        proc = run("rewrite", "--input", str(src), "--output", str(target), "--adapter", "none")
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("rewrite", "--input", str(src), "--resume", "--adapter", "none")
+    assert proc.returncode == 2 and "--resume needs --output" in proc.stderr
+
+
+def test_api_rejects_lone_surrogates_naming_the_message(rewriter):
+    import pytest
+
+    from qr_edge import InvalidConversationError
+
+    with pytest.raises(InvalidConversationError, match="message 2"):
+        rewriter.rewrite([*CONVERSATION[:2], {"role": "user", "content": "x\udfffy"}])
+
+
+def test_python_module_runs_without_a_console_script():
+    assert subprocess.run([sys.executable, "-m", "qr_edge", "--help"], capture_output=True, timeout=60).returncode == 0

@@ -1,0 +1,143 @@
+"""`qr-edge data mix`: a recipe gives the same files for the same seed, and no conversation crosses splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qr_edge.data.dataset import read_dataset
+from qr_edge.data.mix import build_mix, split_overlap
+from qr_edge.data.taskdialog import TaskDialogGenerator
+from qr_edge.errors import InputFileError
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _corpora(folder: Path) -> None:
+    """Small corpora in the public formats: 6 REWRITE lines (one duplicate), 4 CAsT topics of 3 turns."""
+    lines = [f"问题{i}\t回答{i}是北京\t它在哪\t{'北京' if i % 2 else '回答'}{i}在哪" for i in range(5)]
+    (folder / "rw.tsv").write_text("\n".join([*lines, lines[0]]) + "\n", encoding="utf-8")
+    topics = [
+        {
+            "conv_id": c,
+            "turns": [
+                {
+                    "turn_id": t,
+                    "question": f"q{c}-{t} about topic {c}",
+                    "response": f"answer {c}-{t}",
+                    "manual_rewrite": f"q{c}-{t} about topic {c}" if t == 1 else f"q{c}-{t} about topic {c} rewritten",
+                }
+                for t in (1, 2, 3)
+            ],
+        }
+        for c in (1, 2, 3, 4)
+    ]
+    (folder / "cast.json").write_text(json.dumps(topics), encoding="utf-8")
+    (folder / "recipe.toml").write_text(
+        """seed = 3
+[[sources]]
+name = "zh"
+kind = "rewrite-tsv"
+path = "rw.tsv"
+style = "zh"
+dev = 1
+test = 1
+rewrite_as_query = 1.0
+[[sources]]
+name = "cast"
+kind = "cast"
+path = "cast.json"
+style = "cast"
+dev = 1
+test = 1
+repeat = 2
+legacy = 1.0
+[[sources]]
+name = "gen"
+kind = "synthetic"
+style = "gen"
+train = 30
+dev = 5
+test = 5
+[[sources]]
+name = "task"
+kind = "taskdialog"
+style = "task"
+train = 30
+dev = 10
+test = 10
+""",
+        encoding="utf-8",
+    )
+
+
+def _files(out: Path) -> dict[str, list]:
+    return {p.name: read_dataset(p) for p in sorted(out.glob("*.jsonl"))}
+
+
+def test_same_recipe_same_files_and_no_overlap(tmp_path):
+    _corpora(tmp_path)
+    card1 = build_mix(tmp_path / "recipe.toml", tmp_path / "a")
+    card2 = build_mix(tmp_path / "recipe.toml", tmp_path / "b")
+    assert {k: v["sha256"] for k, v in card1.files.items()} == {k: v["sha256"] for k, v in card2.files.items()}
+    files = _files(tmp_path / "a")
+    assert set(files) >= {
+        "train.jsonl",
+        "dev-zh.jsonl",
+        "test-zh.jsonl",
+        "dev-cast.jsonl",
+        "test-cast.jsonl",
+        "dev-task.jsonl",
+    }
+    assert split_overlap(files) == []
+    train = files["train.jsonl"]
+    # augmentations: the reference rewrite as an unchanged query; a queries-only case that needs the answer
+    assert any(r.source.endswith("+asq") and r.label == "unchanged" for r in train)
+    cast_train = [r for r in train if r.source == "cast:cast"]
+    assert len(cast_train) == 2 * len({r.id for r in cast_train})  # repeat = 2
+    # a CAsT topic goes whole to one split
+    held = {r.id.rsplit("-", 1)[0] for name in ("dev-cast.jsonl", "test-cast.jsonl") for r in files[name]}
+    assert not held & {r.id.rsplit("-", 1)[0] for r in cast_train}
+
+
+def test_overlap_is_detected(tmp_path):
+    _corpora(tmp_path)
+    build_mix(tmp_path / "recipe.toml", tmp_path / "a")
+    files = _files(tmp_path / "a")
+    files["dev-zh.jsonl"] = [*files["dev-zh.jsonl"], files["train.jsonl"][0]]
+    assert split_overlap(files)
+
+
+def test_a_different_seed_changes_the_mix(tmp_path):
+    _corpora(tmp_path)
+    card1 = build_mix(tmp_path / "recipe.toml", tmp_path / "a")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("seed = 3", "seed = 4"))
+    card2 = build_mix(recipe, tmp_path / "b")
+    assert card1.files["train.jsonl"]["sha256"] != card2.files["train.jsonl"]["sha256"]
+
+
+def test_bad_recipe_is_a_typed_error(tmp_path):
+    (tmp_path / "r.toml").write_text("seed = [unclosed")
+    with pytest.raises(InputFileError, match="r.toml"):
+        build_mix(tmp_path / "r.toml", tmp_path / "out")
+    (tmp_path / "r.toml").write_text('[[sources]]\nname = "x"\nkind = "nope"\nstyle = "s"\n')
+    with pytest.raises(InputFileError, match="kind"):
+        build_mix(tmp_path / "r.toml", tmp_path / "out")
+
+
+def test_task_dialogues_are_half_unchanged_and_deterministic():
+    records = TaskDialogGenerator(seed=1).generate(400)
+    unchanged = sum(r.label == "unchanged" for r in records) / len(records)
+    assert 0.4 < unchanged < 0.65
+    assert [r.model_dump() for r in records[:20]] == [r.model_dump() for r in TaskDialogGenerator(seed=1).generate(20)]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
+def test_default_recipe_splits_do_not_overlap(tmp_path):
+    card = build_mix(ROOT / "recipes" / "default.toml", tmp_path)
+    assert card.files["train.jsonl"]["records"] >= 8000
+    assert split_overlap(_files(tmp_path)) == []

@@ -1,0 +1,75 @@
+"""`Rewriter()` out of the box: the embedded SmolLM2-135M with the bundled LoRA adapter, 0-shot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qr_edge import Decision, Rewriter
+from qr_edge.model_meta import COMPACT_PROMPT_FORMAT
+from qr_edge.model_source import BUNDLED_ADAPTER, bundled_adapter_path, embedded_model_path
+
+from ..conftest import CONVERSATION
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def default() -> Rewriter:
+    return Rewriter(n_ctx=2048)
+
+
+def test_bundled_adapter_ships_in_the_package_and_fits_the_embedded_base(default):
+    path = bundled_adapter_path()
+    assert path is not None and Path(path).name == BUNDLED_ADAPTER
+    assert os.path.getsize(path) <= 20 * 2**20
+    assert default.default_adapter == "default" and default.engine.adapters["default"].path == path
+    meta = default.engine.adapters["default"].metadata
+    base = default.engine.metadata
+    assert meta["general.type"] == "adapter" and meta["adapter.type"] == "lora"
+    assert meta["general.architecture"] == base["general.architecture"] == meta["qr_edge.base.architecture"]
+    assert meta["qr_edge.base.name"] == base["general.name"]
+    assert meta["qr_edge.prompt_format_version"] == COMPACT_PROMPT_FORMAT and meta["qr_edge.n_examples"] == "0"
+    assert len(meta["qr_edge.base.sha256"]) == 64 and len(meta["qr_edge.train.dataset_sha256"]) == 64
+    assert default.examples == [] and default.builder.compact
+
+
+def test_default_rewrites_a_follow_up(default):
+    res = default.rewrite(CONVERSATION)
+    assert res.decision == Decision.REWRITTEN and "numpy" in res.rewrite.lower(), res
+    # the same conversation under the bare base is a different prompt (full task + examples)
+    assert default.render_prompt(CONVERSATION, adapter=None) != default.render_prompt(CONVERSATION)
+
+
+def test_default_keeps_a_standalone_query(default):
+    messages = [
+        {"role": "user", "content": "I'm looking for a cheap Italian restaurant in the centre."},
+        {"role": "assistant", "content": "Bella Napoli is a cheap Italian restaurant in the centre."},
+        {"role": "user", "content": "I also need a taxi to the train station at 18:00."},
+    ]
+    res = default.rewrite(messages)
+    assert res.rewrite == messages[-1]["content"] and not res.changed
+
+
+def test_adapter_none_is_the_bare_base_and_other_models_get_no_adapter(tmp_path):
+    bare = Rewriter(adapter=None, n_ctx=1024, n_examples=0)
+    assert bare.default_adapter is None and bare.adapter_names == []
+    copy = tmp_path / "copy.gguf"
+    copy.symlink_to(embedded_model_path())  # the same file under another name is still the embedded model
+    assert Rewriter(copy, n_ctx=1024).default_adapter == "default"
+
+
+def test_readme_main_command_runs_the_bundled_adapter_without_torch():
+    code = (
+        "import sys; from qr_edge.cli import main; sys.argv = ['qr-edge', 'rewrite', 'examples/conversation.json', '--json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "QR_EDGE_MODEL"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert '"decision":"rewritten"' in proc.stdout.replace(" ", "")
