@@ -76,6 +76,7 @@ class LlamaEngine:
         seed: int = 0,
         max_saved_prefixes: int = 4,
         max_recent_prompts: int = 8,
+        max_cache_bytes: int | None = None,
         verbose: bool = False,
     ) -> None:
         if not os.path.isfile(model_path):
@@ -107,6 +108,9 @@ class LlamaEngine:
         self._active: str | None = None
         self._max_prefixes = max_saved_prefixes
         self._max_recent = max_recent_prompts
+        #: Saved KV states are bounded in bytes too (on a 3B model one state is tens of MB): by default four
+        #: full contexts' worth of KV cells, at least 64 MiB.
+        self.max_cache_bytes = max_cache_bytes if max_cache_bytes is not None else max(64 << 20, 4 * self._kv_bytes())
         self._prefix_tokens: dict[str, list[int]] = {}
         vocab = self._llm._model
         bos_id = vocab.token_bos()
@@ -222,11 +226,31 @@ class LlamaEngine:
         llm.n_tokens = len(snap.tokens)
         llm._requires_eval = True  # logits are refreshed by the next eval
 
+    def _kv_bytes(self) -> int:
+        """Bytes of K and V for a full context (f16 cells): the unit a saved state's size is measured in."""
+        model = self._llm.model
+        lc = self._llama_cpp
+        n_head = max(lc.llama_model_n_head(model), 1)
+        head_dim = lc.llama_model_n_embd(model) // n_head
+        n_head_kv = lc.llama_model_n_head_kv(model) or n_head
+        return 2 * 2 * lc.llama_model_n_layer(model) * self.n_ctx * head_dim * n_head_kv
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by saved KV states, all adapters together."""
+        stores = [*self._prefix_store.values(), *self._recent_store.values()]
+        return sum(len(snap.data) for store in stores for snap in store.values())
+
     def _remember(self, store: OrderedDict, key: tuple[int, ...], limit: int) -> None:
         store[key] = self._snapshot()
         store.move_to_end(key)
         while len(store) > limit:
             store.popitem(last=False)
+        # Over the byte bound: drop the least recently used recent prompts first, then old stable prefixes;
+        # the state just saved stays.
+        for pool in (*self._recent_store.values(), *self._prefix_store.values()):
+            while self.cache_bytes > self.max_cache_bytes and pool and next(iter(pool)) != key:
+                pool.popitem(last=False)
 
     def _prepare(self, tokens: list[int], stable: int) -> int:
         """Bring the context to the longest cached prefix of ``tokens``; return how many tokens are reused.
@@ -313,12 +337,14 @@ class LlamaEngine:
         )
         return Generation(text=text.split(stop, 1)[0], timings=timings)
 
-    def yes_probability(self, prompt: RenderedPrompt, adapter: str | None = None) -> tuple[float, Timings]:
+    def yes_probability(
+        self, prompt: RenderedPrompt, adapter: str | None = None, tokens: list[int] | None = None
+    ) -> tuple[float, Timings]:
         """P(yes) from the next-token logits of "yes" vs "no" (either casing): a one-token constrained answer."""
         with self._lock:
             self._use(adapter)
             start = time.perf_counter()
-            tokens = self.tokenize(prompt.text)
+            tokens = tokens if tokens is not None else self.tokenize(prompt.text)
             self._check_fits(len(tokens), 1)
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
             llm = self._llm

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .engine import LlamaEngine
+from .errors import ContextOverflowError
 from .messages import Message
-from .prompt import GateQuestion, PromptBuilder
+from .prompt import GateQuestion, PromptBuilder, fit_to_budget
 from .result import GateVerdict, Timings
 
 
@@ -32,17 +33,23 @@ class QueryGate:
         self.need_threshold = need_threshold
         self.depend_threshold = depend_threshold
 
+    def _ask(self, messages: Sequence[Message], question: GateQuestion) -> tuple[float, Timings]:
+        """P(yes) for one question, the prompt fitted to the context exactly as training fits it."""
+        fitted = fit_to_budget(
+            messages, lambda m: self.builder.gate_prompt(m, question), self.engine.tokenize, self.engine.n_ctx - 1
+        )
+        if fitted is None:
+            raise ContextOverflowError(f"the query alone does not fit the context of {self.engine.n_ctx} tokens")
+        _, prompt, tokens = fitted
+        return self.engine.yes_probability(prompt, adapter=self.adapter, tokens=tokens)
+
     def decide(self, messages: Sequence[Message]) -> tuple[GateVerdict, Timings]:
         timings = Timings()
-        p_need, t = self.engine.yes_probability(
-            self.builder.gate_prompt(messages, GateQuestion.NEEDS_REWRITE), adapter=self.adapter
-        )
+        p_need, t = self._ask(messages, GateQuestion.NEEDS_REWRITE)
         timings.add(t)
         verdict = GateVerdict(needs_rewrite=p_need >= self.need_threshold, needs_rewrite_p=round(p_need, 4))
         if verdict.needs_rewrite:
-            p_dep, t = self.engine.yes_probability(
-                self.builder.gate_prompt(messages, GateQuestion.DEPENDS_ON_ANSWER), adapter=self.adapter
-            )
+            p_dep, t = self._ask(messages, GateQuestion.DEPENDS_ON_ANSWER)
             timings.add(t)
             verdict.depends_on_answer = p_dep >= self.depend_threshold
             verdict.depends_on_answer_p = round(p_dep, 4)

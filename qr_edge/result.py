@@ -34,6 +34,7 @@ class Timings(BaseModel):
     prompt_ms: float = 0.0
     generation_ms: float = 0.0
     total_ms: float = 0.0
+    cache_bytes: int = 0  # saved KV states held by the engine after the call (bounded by max_cache_bytes)
 
     def add(self, other: Timings) -> None:
         for name in (

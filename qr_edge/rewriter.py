@@ -61,11 +61,18 @@ class Rewriter:
         max_history_turns: int = MAX_HISTORY_TURNS,
         guard: LeakageGuard | None = None,
         seed: int = 0,
+        max_cache_bytes: int | None = None,
         verbose: bool = False,
     ) -> None:
         self.model_path = resolve_model(model, hf_file)
         self.engine = LlamaEngine(
-            self.model_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, seed=seed, verbose=verbose
+            self.model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            seed=seed,
+            max_cache_bytes=max_cache_bytes,
+            verbose=verbose,
         )
         if isinstance(adapter, _Bundled):
             adapter = bundled_adapter_path() if is_embedded(self.model_path) else None
@@ -209,8 +216,8 @@ class Rewriter:
             timings=self._total(timings, start),
         )
 
-    @staticmethod
-    def _total(timings: Timings, start: float) -> Timings:
+    def _total(self, timings: Timings, start: float) -> Timings:
+        timings.cache_bytes = self.engine.cache_bytes
         timings.total_ms = round((time.perf_counter() - start) * 1000, 2)
         timings.prompt_ms = round(timings.prompt_ms, 2)
         timings.generation_ms = round(timings.generation_ms, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -43,8 +44,14 @@ def _root() -> None:
 err_console = Console(stderr=True)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so atomic writers remove their temp files before the process exits."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: typed errors become one line on stderr and a non-zero exit code, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
     except QrEdgeError as exc:

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..adapters import BUNDLED
-from ..errors import InvalidConversationError, QrEdgeError
+from ..errors import AdapterError, InvalidConversationError, QrEdgeError
 from ..messages import messages_from_queries, parse_messages
 from ..result import RewriteResult
 from ..rewriter import Rewriter
@@ -262,6 +262,30 @@ class AdapterInfo(BaseModel):
     file: str
 
 
+class ErrorDetail(BaseModel):
+    type: str = Field(description="the error's class name, e.g. InvalidConversationError, AdapterError")
+    message: str = Field(description="what is wrong and how to fix it")
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal's body."""
+
+    error: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "the body is not JSON",
+        401: "missing or wrong API key",
+        413: "body or batch too large",
+        422: "bad request or conversation (InvalidConversationError, AdapterError, InvalidRequestError...)",
+        503: "busy: retry after Retry-After seconds",
+        504: "no result within the timeout",
+    }.items()
+}
+
+
 class ModelsResponse(BaseModel):
     model: str = Field(description="the base model's name")
     file: str = Field(description="the base model's GGUF file name")
@@ -271,13 +295,16 @@ class ModelsResponse(BaseModel):
     workers: int
 
 
-def _prepare(req: RewriteRequest) -> Callable[[Rewriter], RewriteResult]:
-    """Check what the schema cannot before the request takes a queue slot; return the model call."""
+def _prepare(req: RewriteRequest, adapters: Sequence[str]) -> Callable[[Rewriter], RewriteResult]:
+    """Check what the schema cannot before the request takes a queue slot (a bad request never waits for a
+    busy rewriter); return the model call."""
     if (req.messages is None) == (req.queries is None):
         raise InvalidConversationError('give either "messages" (a conversation) or "queries" (user queries only)')
     if req.options:
         raise InvalidRequestError(f"unsupported option(s): {', '.join(sorted(req.options))}; options must be empty")
     adapter = req.adapter if "adapter" in req.model_fields_set else BUNDLED
+    if isinstance(adapter, str) and adapter not in adapters:
+        raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(adapters) or 'none'}")
     if req.messages is not None:
         messages = parse_messages(req.messages)
         return lambda rewriter: rewriter.rewrite(messages, adapter=adapter)
@@ -297,11 +324,11 @@ def _error_record(error_type: str, message: str, item_id: Any) -> dict[str, Any]
     return record if item_id is None else {"id": item_id, **record}
 
 
-def _validation_message(errors: Sequence[Any]) -> str:
+def _validation_message(errors: Sequence[Any], root: str = "body") -> str:
     parts = []
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+        parts.append(f"{'.'.join(loc) or root}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
 
@@ -395,6 +422,9 @@ def create_app(
         errors = exc.errors()
         if any(err.get("type") == "json_invalid" for err in errors):
             return _error_response(InvalidJSONError(f"the body is not valid JSON: {_validation_message(errors)}"))
+        content_type = request.headers.get("content-type", "")
+        if "json" not in content_type and all(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            return _error_response(InvalidRequestError("send the body as JSON, with 'Content-Type: application/json'"))
         return _error_response(InvalidRequestError(_validation_message(errors)))
 
     @app.exception_handler(StarletteHTTPException)
@@ -426,13 +456,20 @@ def create_app(
             workers=pool.size,
         )
 
-    @app.post("/v1/rewrite", response_model=RewriteResult, summary="Rewrite the last user query of a conversation")
+    @app.post(
+        "/v1/rewrite",
+        response_model=RewriteResult,
+        responses=_ERRORS,
+        summary="Rewrite the last user query of a conversation",
+    )
     async def rewrite(body: RewriteRequest) -> JSONResponse:
-        call = _prepare(body)
+        call = _prepare(body, pool.primary.adapter_names)
         result = await dispatcher.run(lambda rewriter, _cancelled: call(rewriter))
         return JSONResponse(_dump(result, body.id))
 
-    @app.post("/v1/rewrite/batch", summary="Several rewrites in order; a bad item becomes an error record")
+    @app.post(
+        "/v1/rewrite/batch", responses=_ERRORS, summary="Several rewrites in order; a bad item becomes an error record"
+    )
     async def rewrite_batch(body: BatchRequest) -> JSONResponse:
         if len(body.items) > max_batch:
             raise BatchTooLargeError(f"the batch has {len(body.items)} items; at most {max_batch} are accepted")
@@ -441,9 +478,9 @@ def create_app(
             item_id = raw.get("id") if isinstance(raw, dict) else None
             try:
                 req = RewriteRequest.model_validate(raw)
-                slots.append((item_id, _prepare(req)))
+                slots.append((item_id, _prepare(req, pool.primary.adapter_names)))
             except ValidationError as exc:
-                slots.append(_error_record("InvalidRequestError", _validation_message(exc.errors()), item_id))
+                slots.append(_error_record("InvalidRequestError", _validation_message(exc.errors(), "item"), item_id))
             except QrEdgeError as exc:
                 slots.append(_error_record(type(exc).__name__, str(exc), item_id))
 

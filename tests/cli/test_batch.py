@@ -39,7 +39,9 @@ def test_bad_lines_become_error_records_and_the_batch_goes_on(tmp_path):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["line"] for x in lines] == [1, 2, 3, 4, 5, 6]
     bad = lines[3]
-    assert bad["id"] == 3 and bad["error"]["type"] == "InvalidConversationError" and "surrogate" in bad["error"]["message"]
+    assert (
+        bad["id"] == 3 and bad["error"]["type"] == "InvalidConversationError" and "surrogate" in bad["error"]["message"]
+    )
     assert lines[5]["error"]["type"] == "InputFileError" and "not UTF-8" in lines[5]["error"]["message"]
     assert all("error" not in x and x["id"] == i for i, x in enumerate(lines) if i not in (3, 5))
     assert "errors 2" in proc.stderr

@@ -160,7 +160,8 @@ def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_sigint_leaves_no_half_file(tiny, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_interrupt_leaves_no_half_file(tiny, tmp_path, sig):
     out = tmp_path / "sig.gguf"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
@@ -174,7 +175,7 @@ def test_cli_sigint_leaves_no_half_file(tiny, tmp_path):
     while time.time() < deadline and not list(tmp_path.glob(".*.tmp")):
         time.sleep(0.05)
     assert list(tmp_path.glob(".*.tmp")), "convert never reserved its temp file"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []

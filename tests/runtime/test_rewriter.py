@@ -210,3 +210,16 @@ def test_interleaved_conversations_resume_from_their_own_saved_state(rewriter):
     stable = len(rewriter.engine.tokenize(rewriter.builder.rewrite_prompt(parse_messages(follow)).stable_prefix))
     history_a = len(rewriter.engine.tokenize(rewriter.builder.rewrite_prompt(parse_messages(a)).text)) - stable
     assert t.prompt_tokens_reused >= stable + history_a // 2  # conversation A's own history came back from its snapshot
+
+
+def test_saved_kv_states_stay_within_their_byte_bound():
+    probe = Rewriter(adapter=None, n_ctx=1024, n_examples=1)
+    assert probe.engine.max_cache_bytes >= 64 << 20  # the default: four full contexts, at least 64 MiB
+    probe.rewrite(CONVERSATION)
+    one = probe.engine.cache_bytes  # the stable prefix + this conversation's prompt
+    bound = 2 * one
+    rw = Rewriter(adapter=None, n_ctx=1024, n_examples=1, max_cache_bytes=bound)
+    for i in range(6):  # six conversations: without the bound each would keep its own saved state
+        res = rw.rewrite([*CONVERSATION[:2], {"role": "user", "content": f"And what about case {i}?"}])
+        assert res.query.endswith(f"{i}?") and res.timings.cache_bytes == rw.engine.cache_bytes <= bound
+    assert sum(len(s) for s in rw.engine._recent_store.values()) < 6

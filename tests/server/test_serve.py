@@ -1,0 +1,252 @@
+"""qr-edge serve: a real uvicorn server on a loopback port, the real embedded model, real HTTP requests."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("fastapi")
+
+from qr_edge import Decision, Rewriter  # noqa: E402
+from qr_edge.server import RewriterPool, create_app  # noqa: E402
+
+from ..conftest import CONVERSATION  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+DECISIONS = {d.value for d in Decision}
+ALONE = {"messages": [{"role": "user", "content": "How do I install NumPy?"}]}  # no history: no model call
+
+
+@pytest.fixture(scope="module")
+def pool():
+    # One llama.cpp thread: with two, each token waits on a thread barrier, which stalls badly on a busy machine.
+    return RewriterPool([Rewriter(n_ctx=2048, adapter=None, n_examples=0, n_threads=1)])
+
+
+@contextmanager
+def serving(app):
+    """Run ``app`` on uvicorn in a thread, on a free loopback port bound before it starts (no race)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=600) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def client(pool):
+    with serving(create_app(pool, max_body_bytes=4096, max_batch=4, queue_size=4, timeout_s=600)) as c:
+        yield c
+
+
+def error_of(response, status: int | None = None) -> dict:
+    assert 400 <= response.status_code < 500 if status is None else response.status_code == status, response.text
+    assert "Traceback" not in response.text
+    error = response.json()["error"]
+    assert error["type"] and error["message"]
+    return error
+
+
+def test_rewrite_returns_the_result_with_decision_and_timings(client):
+    r = client.post("/v1/rewrite", json={"messages": CONVERSATION, "id": "c1"})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["query"] == "Why is it faster?" and data["rewrite"] and data["decision"] in DECISIONS
+    assert data["timings"]["prompt_tokens"] > 0 and data["timings"]["model_calls"] >= 1 and data["id"] == "c1"
+
+
+def test_legacy_queries_go_through_the_gate(client):
+    r = client.post("/v1/rewrite", json={"queries": ["Python和Java哪个更好？", "它怎么样？"]})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["query"] == "它怎么样？" and data["gate"] is not None and data["decision"] in DECISIONS
+
+
+def test_batch_puts_an_error_record_in_place_of_each_bad_item(client):
+    items = [
+        {"messages": CONVERSATION, "id": 1},
+        {"messages": [{"role": "robot", "content": "beep"}], "id": 2},
+        {"messages": CONVERSATION, "surprise": True},
+        {"queries": ["What is NumPy?"], "id": 4},
+    ]
+    r = client.post("/v1/rewrite/batch", json={"items": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == 4
+    assert results[0]["id"] == 1 and results[0]["decision"] in DECISIONS and results[0]["query"] == "Why is it faster?"
+    assert results[1]["id"] == 2 and results[1]["error"]["type"] == "InvalidConversationError"
+    assert results[2]["error"]["type"] == "InvalidRequestError" and "surprise" in results[2]["error"]["message"]
+    assert results[3]["id"] == 4 and results[3]["decision"] == "no_history"
+    assert error_of(client.post("/v1/rewrite/batch", json={"items": items + items[:1]}), 413)["type"] == (
+        "BatchTooLargeError"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_type"),
+    [
+        ({"messages": CONVERSATION, "adapter": "nope"}, 422, "AdapterError"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, 422, "InvalidConversationError"),
+        ({"messages": CONVERSATION[:2]}, 422, "InvalidConversationError"),
+        ({"messages": [{"role": "user", "content": "   "}]}, 422, "InvalidConversationError"),
+        ({"messages": [{"role": "user", "content": 3}]}, 422, "InvalidConversationError"),
+        ({"messages": "hello"}, 422, "InvalidConversationError"),
+        ({}, 422, "InvalidConversationError"),
+        ({"messages": CONVERSATION, "queries": ["a"]}, 422, "InvalidConversationError"),
+        ({"queries": "not a list"}, 422, "InvalidRequestError"),
+        ({"messages": CONVERSATION, "options": {"temperature": 1}}, 422, "InvalidRequestError"),
+        (b'{"messages": [', 400, "InvalidJSONError"),
+    ],
+    ids=lambda v: None if not isinstance(v, (dict, bytes)) else "",
+)
+def test_bad_requests_get_typed_json_errors(client, body, status, error_type):
+    if isinstance(body, bytes):
+        r = client.post("/v1/rewrite", content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = client.post("/v1/rewrite", json=body)
+    assert error_of(r, status)["type"] == error_type
+
+
+def test_oversized_bodies_get_413_with_or_without_content_length(client):
+    big = {"messages": [{"role": "user", "content": "x" * 5000}]}
+    assert error_of(client.post("/v1/rewrite", json=big), 413)["type"] == "PayloadTooLargeError"
+    chunked = client.post("/v1/rewrite", content=iter([b"{" + b" " * 3000, b" " * 3000 + b"}"]))
+    assert error_of(chunked, 413)["type"] == "PayloadTooLargeError"
+
+
+def test_health_models_docs_and_unknown_paths(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    models = client.get("/v1/models").json()
+    assert models["model"] and models["file"].endswith(".gguf") and models["adapters"] == []
+    assert models["default_adapter"] is None and models["prompt_format"] and models["workers"] == 1
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert {"/v1/rewrite", "/v1/rewrite/batch", "/v1/models", "/healthz"} <= set(
+        client.get("/openapi.json").json()["paths"]
+    )
+    assert error_of(client.get("/nowhere"), 404)["type"] == "NotFound"
+    assert error_of(client.get("/v1/rewrite"), 405)["type"] == "MethodNotAllowed"
+
+
+def test_keeps_serving_after_errors(client):
+    for _ in range(3):
+        error_of(client.post("/v1/rewrite", content=b"{oops", headers={"Content-Type": "application/json"}))
+        error_of(client.post("/v1/rewrite", json={"messages": CONVERSATION, "adapter": "nope"}))
+    r = client.post("/v1/rewrite", json={"messages": CONVERSATION})
+    assert r.status_code == 200 and r.json()["decision"] in DECISIONS
+
+
+def test_api_key_is_required_everywhere_but_healthz(pool):
+    with serving(create_app(pool, api_key="s3cret")) as c:
+        assert c.get("/healthz").status_code == 200
+        denied = c.get("/v1/models")
+        assert error_of(denied, 401)["type"] == "UnauthorizedError" and denied.headers["www-authenticate"] == "Bearer"
+        error_of(c.get("/docs"), 401)
+        error_of(c.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
+        error_of(c.post("/v1/rewrite", json=ALONE), 401)
+        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/docs", headers={"X-API-Key": "s3cret"}).status_code == 200
+        ok = c.post("/v1/rewrite", json=ALONE, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["decision"] == "no_history"
+
+
+def test_a_full_queue_gets_503_with_retry_after(pool):
+    with serving(create_app(pool, queue_size=0, timeout_s=600)) as c:
+        batch: dict = {}
+        items = [{"messages": CONVERSATION, "id": i} for i in range(4)]  # holds the only rewriter a while
+        worker = threading.Thread(target=lambda: batch.update(r=c.post("/v1/rewrite/batch", json={"items": items})))
+        worker.start()
+        time.sleep(0.3)
+        statuses, retry_after = [], None
+        while worker.is_alive() and 503 not in statuses:
+            r = c.post("/v1/rewrite", json=ALONE)
+            statuses.append(r.status_code)
+            if r.status_code == 503:
+                assert error_of(r, 503)["type"] == "ServerBusyError"
+                retry_after = r.headers.get("retry-after")
+        worker.join(600)
+        statuses.append(batch["r"].status_code)
+        assert 503 in statuses, statuses
+        assert retry_after is None or retry_after.isdigit()
+        if batch["r"].status_code == 200:
+            assert [item["id"] for item in batch["r"].json()["results"]] == [0, 1, 2, 3]
+        assert c.post("/v1/rewrite", json=ALONE).status_code == 200  # the queue drained: served again
+
+
+def test_a_slow_request_gets_504_and_the_rewriter_comes_back(pool, client):
+    with serving(create_app(pool, timeout_s=0.005)) as c:
+        items = [{"messages": CONVERSATION}] * 2
+        assert error_of(c.post("/v1/rewrite/batch", json={"items": items}), 504)["type"] == "RequestTimeoutError"
+        assert c.get("/healthz").status_code == 200
+    r = client.post("/v1/rewrite", json={"messages": CONVERSATION})  # waits for the abandoned call to finish
+    assert r.status_code == 200, r.text
+
+
+def run_cli(*args: str, env: dict | None = None, code: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "qr_edge", *args]
+    full_env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=120)
+
+
+def test_cli_help_lists_the_options():
+    proc = run_cli("serve", "--help")
+    assert proc.returncode == 0, proc.stderr
+    options = "--host --port --model --adapter --workers --api-key QR_EDGE_API_KEY --n-ctx --threads --gpu-layers"
+    for option in [*options.split(), "--max-body", "--max-batch", "--queue-size", "--timeout"]:
+        assert option in proc.stdout, option
+
+
+def test_cli_stays_light_and_names_the_missing_extra():
+    light = run_cli(
+        code="import sys, qr_edge, qr_edge.cli; print([m for m in ('fastapi', 'uvicorn') if m in sys.modules])"
+    )
+    assert light.stdout.strip() == "[]", light.stderr
+    blocked = "import sys; sys.modules['fastapi'] = None; sys.argv = ['qr-edge', 'serve']; from qr_edge.cli import main; main()"
+    proc = run_cli(code=blocked)
+    assert proc.returncode == 4 and "pip install 'qr-edge[server]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_serves_with_the_key_from_the_environment():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = f"serve --port {port} --adapter none --n-examples 0 --n-ctx 2048 --threads 1 --timeout 600".split()
+    env = {**os.environ, "QR_EDGE_API_KEY": "k3y", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qr_edge", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert proc.poll() is None, "qr-edge serve exited"
+        assert httpx.post(f"{base}/v1/rewrite", json=ALONE).status_code == 401
+        r = httpx.post(f"{base}/v1/rewrite", json={"messages": CONVERSATION}, headers={"X-API-Key": "k3y"}, timeout=600)
+        assert r.status_code == 200 and r.json()["query"] == "Why is it faster?"
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert "Traceback" not in stderr and "qr-edge serve:" in stderr
