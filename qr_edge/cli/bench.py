@@ -16,7 +16,7 @@ from ..atomic_file import atomic_path
 from ..errors import InputFileError
 from ..evaluate.bench import SYSTEMS, BenchRow, machine, run_bench
 from ..model_source import resolve_model
-from .options import GpuOpt, ModelOpt, NExamplesOpt, ThreadsOpt
+from .options import AdapterOpt, GpuOpt, ModelOpt, NExamplesOpt, ThreadsOpt
 
 console = Console(width=max(Console().width, 132))  # tables stay readable in logs and pipes
 err_console = Console(stderr=True)
@@ -71,6 +71,7 @@ def bench(
     scenarios: Annotated[
         list[str], typer.Option("--scenario", help="stream, interleaved (repeat; default both)")
     ] = None,  # noqa: B006
+    adapter: AdapterOpt = None,
     n_examples: NExamplesOpt = None,
     threads: ThreadsOpt = None,
     gpu_layers: GpuOpt = 0,
@@ -97,7 +98,7 @@ def bench(
         scenarios,
         turns,
         repeat,
-        {"n_examples": n_examples, "threads": threads, "gpu_layers": gpu_layers},
+        {"n_examples": n_examples, "threads": threads, "gpu_layers": gpu_layers, "adapter": adapter},
     )
     table = Table(title="rewrite latency", title_justify="left")
     for col in (

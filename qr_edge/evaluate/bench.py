@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..adapters import adapter_choice
 from ..data.synthetic import Entity, capitalise, load_pools
 
 PEER_PROMPT = (
@@ -115,12 +116,22 @@ def _row(
     )
 
 
+def _adapter_note(rw: Any) -> str:
+    if rw.default_adapter is None:
+        return "no adapter"
+    return "adapter " + os.path.basename(rw.engine.adapters[rw.default_adapter].path)
+
+
 def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]) -> list[BenchRow]:
     from ..rewriter import Rewriter
 
     start = time.perf_counter()
     rw = Rewriter(
-        model, n_examples=opts.get("n_examples"), n_threads=opts.get("threads"), n_gpu_layers=opts.get("gpu_layers", 0)
+        model,
+        adapter=adapter_choice(opts.get("adapter")),
+        n_examples=opts.get("n_examples"),
+        n_threads=opts.get("threads"),
+        n_gpu_layers=opts.get("gpu_layers", 0),
     )
     load_s = time.perf_counter() - start
     rows = []
@@ -134,7 +145,17 @@ def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, op
             gen.append(t.generated_tokens)
             gen_s += t.generation_ms / 1000
         rows.append(
-            _row("qr-edge", scenario, ms, load_s, ev, re_, gen, gen_s, note=f"{len(rw.examples)} few-shot examples")
+            _row(
+                "qr-edge",
+                scenario,
+                ms,
+                load_s,
+                ev,
+                re_,
+                gen,
+                gen_s,
+                note=f"{_adapter_note(rw)}, {len(rw.examples)} few-shot examples",
+            )
         )
     return rows
 
