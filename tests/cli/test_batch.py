@@ -60,7 +60,9 @@ def test_kill_minus_nine_then_resume_gives_every_line_exactly_once(tmp_path):
     proc.wait()
     with open(out, "a") as f:
         f.write('{"id": 99, "torn')  # what a kill in the middle of a write leaves
-    again = run("rewrite", "--input", str(src), "--output", str(out), "--adapter", "none", "--n-examples", "0")
+    again = run(
+        "rewrite", "--input", str(src), "--output", str(out), "--resume", "--adapter", "none", "--n-examples", "0"
+    )
     assert again.returncode == 1 and "Traceback" not in again.stderr  # 1: the surrogate lines are errors
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in lines] == list(range(24))
