@@ -19,7 +19,10 @@ def test_draft_follows_the_longest_matching_tail():
 
 def test_drafting_verifies_several_tokens_per_pass():
     rw = Rewriter(adapter=None, n_ctx=2048, n_examples=1)
-    messages = [*CONVERSATION[:2], {"role": "user", "content": "Why is NumPy usually much faster than plain Python loops?"}]
+    messages = [
+        *CONVERSATION[:2],
+        {"role": "user", "content": "Why is NumPy usually much faster than plain Python loops?"},
+    ]
     plain = rw.rewrite(messages)
     assert plain.timings.forward_passes <= plain.timings.generated_tokens
     rw.engine.draft_tokens = 8
