@@ -141,6 +141,11 @@ class Rewriter:
     def guard(self) -> LeakageGuard:
         return self._select(BUNDLED).guard
 
+    @property
+    def gate(self) -> QueryGate:
+        """The two-stage gate of the default adapter (its thresholds can be tuned here)."""
+        return self._select(BUNDLED).gate
+
     # -- prompt ----------------------------------------------------------------------------------
     def fit_prompt(
         self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED

@@ -65,4 +65,5 @@ def test_batch_reports_bad_lines_with_numbers(tmp_path):
     items = list(iter_batch(f))
     assert [i.line for i in items] == [1, 3, 4]
     assert items[0].id == "a" and items[0].error is None
-    assert "line 3" in items[1].error and "line 4" in items[2].error and items[2].id == 7
+    assert "line 3" in items[1].error[1] and "line 4" in items[2].error[1] and items[2].id == 7
+    assert items[1].error[0] == "InputFileError" and items[2].error[0] == "InvalidConversationError"
