@@ -33,8 +33,8 @@ demo: $(VENV)/.core
 	$(QR) rewrite examples/conversation.json
 
 lint: $(VENV)/.all
-	$(VENV)/bin/ruff check qr_edge convert tests
-	$(VENV)/bin/ruff format --check qr_edge convert tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PY) -m pytest
