@@ -42,8 +42,6 @@ def completed_lines(path: Path) -> int:
     """Complete JSON lines at the start of ``path``; a torn (partial or invalid) tail is cut off the file."""
     if not path.exists():
         return 0
-    if path.is_dir():
-        raise InputFileError(f"--output {path} is a folder; give a file path")
     good_bytes = count = 0
     with open(path, "rb") as f:
         for raw in f:

@@ -255,9 +255,10 @@ class LlamaEngine:
             store.popitem(last=False)
         # Over the byte bound: drop the least recently used recent prompts first, then old stable prefixes;
         # the state just saved stays.
+        held = self.cache_bytes
         for pool in (*self._recent_store.values(), *self._prefix_store.values()):
-            while self.cache_bytes > self.max_cache_bytes and pool and next(iter(pool)) != key:
-                pool.popitem(last=False)
+            while held > self.max_cache_bytes and pool and next(iter(pool)) != key:
+                held -= len(pool.popitem(last=False)[1].data)
 
     def _prepare(self, tokens: list[int], stable: int) -> int:
         """Bring the context to the longest cached prefix of ``tokens``; return how many tokens are reused.
@@ -366,33 +367,33 @@ class LlamaEngine:
         llm.eval(tokens[reused:])
         nxt = int(np.argmax(self._logits(1)[0]))
         first_at = time.perf_counter()
-        lookup = PromptLookup(tokens, max_draft=self.draft_tokens)
+        lookup = PromptLookup(tokens, max_draft=self.draft_tokens) if self.draft_tokens > 0 else None
         stop_b = stop.encode("utf-8")
         out: list[int] = []
         text = b""
+
+        def emit(token: int) -> bool:
+            """Append ``token`` to the output; True when generation ends (end of generation, stop tag, budget)."""
+            nonlocal text
+            if lc.llama_vocab_is_eog(vocab, token):
+                return True
+            out.append(token)
+            text += llm.detokenize([token])
+            return stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens
+
         passes = 0
-        while True:
-            if lc.llama_vocab_is_eog(vocab, nxt):
-                break
-            out.append(nxt)
-            text += llm.detokenize([nxt])
-            if stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens:
-                break
-            draft = lookup.draft([*tokens, *out], max_tokens - len(out) - 1)
+        while not emit(nxt):
+            draft = []
+            if lookup is not None:
+                tail = [*tokens[-lookup.max_ngram :], *out][-lookup.max_ngram :]
+                draft = lookup.draft(tail, max_tokens - len(out) - 1)
             base = llm.n_tokens
             predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
             passes += 1
             accepted = 0
             while accepted < len(draft) and int(predicted[accepted]) == draft[accepted]:
                 accepted += 1
-            done = False
-            for tok in draft[:accepted]:
-                out.append(tok)
-                text += llm.detokenize([tok])
-                if stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens:
-                    done = True
-                    break
-            if done:
+            if any(emit(token) for token in draft[:accepted]):
                 break
             llm.n_tokens = base + 1 + accepted  # drop the rejected draft tokens (removed from KV at the next decode)
             nxt = int(predicted[accepted])

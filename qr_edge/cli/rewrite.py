@@ -100,6 +100,8 @@ def rewrite(
         raise InvalidConversationError("give exactly one of: a CONVERSATION file (or -), --queries, or --input")
     if output is not None and input is None:
         raise InvalidConversationError("--output goes with --input (batch mode)")
+    if resume and output is None:
+        raise InvalidConversationError("--resume needs --output FILE")
     if input is not None:
         if output is not None:
             check_output(output, resume)  # before loading the model
@@ -137,8 +139,6 @@ def _run_batch(rw: Rewriter, input: Path, output: Path | None, resume: bool) -> 
     """Stream results as they come; bad lines become error records. Exit code 1 when any line failed."""
     items = list(iter_batch(input))
     if output is None:
-        if resume:
-            raise InvalidConversationError("--resume needs --output FILE")
         out, skip = sys.stdout, 0
     else:
         out, skip = open_output(output, resume)
