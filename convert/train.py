@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from qr_edge.chat_template import ChatTemplate
 from qr_edge.data.dataset import RewriteRecord, dataset_sha256, read_dataset
+from qr_edge.evaluate.bench import cpu_flags
 from qr_edge.messages import Message
 from qr_edge.model_meta import COMPACT_PROMPT_FORMAT, PROMPT_FORMATS, output_budget
 from qr_edge.prompt import GateQuestion, PromptBuilder, fit_to_budget
@@ -176,15 +177,6 @@ def _collate(examples: list[TrainExample], pad_id: int, device: str):
         labels[i, :n] = torch.tensor(e.labels)
         mask[i, :n] = 1
     return ids.to(device), labels.to(device), mask.to(device)
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def native_bf16() -> bool:
