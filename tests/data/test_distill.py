@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -32,8 +33,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_server(log: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
+    log = log or Path(tempfile.gettempdir()) / f"qr-edge-teacher-{port}.log"
+    log_file = log.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -54,13 +57,14 @@ def start_server() -> tuple[subprocess.Popen, str]:
             "--verbose",
             "False",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    log_file.close()
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 60
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         try:
             req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {SECRET}"})
             urllib.request.urlopen(req, timeout=2)
@@ -68,7 +72,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError("llama_cpp.server did not start")
+    tail = log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"llama_cpp.server did not start (exit {proc.poll()}):\n{tail}")
 
 
 @pytest.fixture(scope="module")
