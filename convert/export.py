@@ -168,9 +168,11 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
             failed = [row for row in report.parity if not row.passed]
             if failed:
                 raise VerificationError(
-                    "verification failed (a conversion bug, not quantization loss): "
+                    "verification failed, nothing written: "
                     + "; ".join(
-                        f"{r.quant}: top-1 {r.top1_agreement:.2%}, tokenizer {r.tokenizer_agreement:.0%}"
+                        f"{r.quant}: top-1 {r.decisive_top1_agreement:.2%} on {r.decisive_positions} decisive positions"
+                        f" (needs {r.min_top1:.0%}), {r.top1_agreement:.2%} on all, "
+                        f"tokenizer {r.tokenizer_agreement:.0%}"
                         for r in failed
                     )
                 )

@@ -25,10 +25,15 @@ class OutputFile(BaseModel):
 
 
 class ParityRow(BaseModel):
-    """One output type against the merged HF model, over every position of the probe prompts."""
+    """One output type against the merged HF model, over every position of the probe prompts.
+
+    ``passed`` needs tokenizer parity and ``decisive_top1_agreement >= min_top1``."""
 
     quant: str
     top1_agreement: float
+    decisive_top1_agreement: float
+    decisive_positions: int
+    min_top1: float
     mean_kl: float
     max_abs_logit_diff: float
     tokenizer_agreement: float

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from qr_edge.atomic_file import write_text_atomic
 from qr_edge.chat_template import ChatTemplate
 from qr_edge.data.dataset import RewriteRecord, dataset_sha256, read_dataset
 from qr_edge.evaluate.bench import cpu_flags
@@ -384,7 +385,7 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         if dev:
             evals.append({"epoch": epoch + 1, **evaluate(model, dev, builder, tok, device, options.max_len)})
         model.save_pretrained(out)
-        (out / ADAPTER_META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+        write_text_atomic(out / ADAPTER_META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
     return TrainReport(
         adapter=str(out),
         method=meta["method"],

@@ -19,7 +19,16 @@ PROBES = (
     "Great job 😀🎉👍 — thanks!",
     "<|im_start|>user\n<current_query>它怎么样？</current_query><|im_end|>\n<|im_start|>assistant\n",
 )
-F16_MIN_TOP1 = 0.99
+#: Lowest top-1 agreement with the HF model per output type. Counted only where the HF model is decisive (its
+#: top token leads the runner-up by at least DECISIVE_MARGIN logits): quantization may flip near-ties, a
+#: conversion bug flips clear choices too. Types not listed (k-quants, Q4_0...) use MIN_TOP1_LOW_BIT.
+MIN_TOP1 = {"F32": 0.99, "F16": 0.99, "BF16": 0.99, "Q8_0": 0.95}
+MIN_TOP1_LOW_BIT = 0.90
+DECISIVE_MARGIN = 1.0
+
+
+def min_top1(quant: str) -> float:
+    return MIN_TOP1.get(quant.upper(), MIN_TOP1_LOW_BIT)
 
 
 def hf_logits(model: Any, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -82,6 +91,24 @@ def compare(reference: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, 
     return agree / n, kl / n, max_diff, n
 
 
+def decisive_agreement(reference: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, int]:
+    """Top-1 agreement where the reference is decisive, and at how many positions.
+
+    Decisive: the best token leads the runner-up by DECISIVE_MARGIN logits, or by the median lead when that is
+    smaller (a small random test model's logits are nearly flat, so its upper half of positions counts)."""
+    margins, agrees = [], []
+    for ref, other in zip(reference, got, strict=False):
+        vocab = min(ref.shape[-1], other.shape[-1])
+        ref, other = ref[:, :vocab], other[:, :vocab]
+        top2 = np.partition(ref, -2, axis=-1)[:, -2:]
+        margins.append(top2[:, 1] - top2[:, 0])
+        agrees.append(ref.argmax(-1) == other.argmax(-1))
+    margin, agree = np.concatenate(margins), np.concatenate(agrees)
+    decisive = margin >= min(DECISIVE_MARGIN, float(np.median(margin)))
+    n = int(decisive.sum())
+    return (float(agree[decisive].mean()) if n else 1.0), n
+
+
 def merge_check(before: list[np.ndarray], after: list[np.ndarray]) -> MergeCheck:
     top1, _, max_diff, _ = compare(before, after)
     scale = max(float(np.abs(b).max()) for b in before)
@@ -97,16 +124,20 @@ def parity_row(
     reference: list[np.ndarray],
     reference_tokenize: Callable[[str], list[int]],
 ) -> ParityRow:
-    top1, kl, max_diff, n = compare(reference, gguf_logits(path, ids))
+    got = gguf_logits(path, ids)
+    top1, kl, max_diff, n = compare(reference, got)
+    decisive, n_decisive = decisive_agreement(reference, got)
     tokenize = gguf_tokenizer(path)
     tok_agree = sum(tokenize(p) == reference_tokenize(p) for p in PROBES) / len(PROBES)
-    passed = tok_agree == 1.0 and (quant not in ("F32", "F16") or top1 >= F16_MIN_TOP1)
     return ParityRow(
         quant=quant,
         top1_agreement=round(top1, 4),
+        decisive_top1_agreement=round(decisive, 4),
+        decisive_positions=n_decisive,
+        min_top1=min_top1(quant),
         mean_kl=round(kl, 6),
         max_abs_logit_diff=round(max_diff, 4),
         tokenizer_agreement=tok_agree,
         positions=n,
-        passed=passed,
+        passed=tok_agree == 1.0 and decisive >= min_top1(quant),
     )

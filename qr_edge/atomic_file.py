@@ -45,11 +45,14 @@ class AtomicOutputs:
         return tmp
 
     def commit(self) -> None:
+        """fsync each temp file, rename it over its target, fsync the folder: a crash leaves old or new, whole."""
         umask = os.umask(0)
         os.umask(umask)
         for tmp, target in list(self._pending.items()):
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
+            _fsync(tmp, os.O_RDONLY)
             os.replace(tmp, target)
+            _fsync(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             del self._pending[tmp]
 
     def discard(self) -> None:
@@ -66,6 +69,14 @@ class AtomicOutputs:
         self.discard()
 
 
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, force: bool = True) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; when the block completes it replaces ``target``."""
@@ -73,3 +84,9 @@ def atomic_path(target: str | Path, *, force: bool = True) -> Iterator[Path]:
         tmp = outputs.reserve(target, force=force)
         yield tmp
         outputs.commit()
+
+
+def write_text_atomic(target: str | Path, text: str) -> None:
+    """Replace ``target`` with ``text`` (UTF-8) so that readers and crashes see the old file or the new, whole."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")

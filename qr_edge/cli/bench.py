@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..atomic_file import atomic_path
+from ..atomic_file import write_text_atomic
 from ..errors import InputFileError
 from ..evaluate.bench import SYSTEMS, BenchRow, machine, run_bench
 from ..model_source import resolve_model
@@ -136,9 +136,7 @@ def bench(
     for line in speedups(rows):
         console.print(line, highlight=False)
     if out is not None:
-        with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps([r.model_dump() for r in rows], indent=2), encoding="utf-8")
+        write_text_atomic(out, json.dumps([r.model_dump() for r in rows], indent=2))
     if docs is not None:
         command = "qr-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        with atomic_path(docs) as tmp:
-            tmp.write_text(markdown(rows, path, command), encoding="utf-8")
+        write_text_atomic(docs, markdown(rows, path, command))

@@ -122,16 +122,17 @@ def _print_report(report) -> None:
     console.print(files)
     if report.parity:
         table = Table(title="verification against the merged HF model")
-        for col in ("type", "top-1 agreement", "mean KL", "max |Δlogit|", "tokenizer", "positions", "ok"):
+        for col in ("type", "top-1 (decisive)", "needs", "top-1 (all)", "mean KL", "max |Δlogit|", "tokenizer", "ok"):
             table.add_column(col)
         for r in report.parity:
             table.add_row(
                 r.quant,
-                f"{r.top1_agreement:.2%}",
+                f"{r.decisive_top1_agreement:.2%} of {r.decisive_positions}",
+                f"{r.min_top1:.0%}",
+                f"{r.top1_agreement:.2%} of {r.positions}",
                 f"{r.mean_kl:.5f}",
                 f"{r.max_abs_logit_diff:.3f}",
                 f"{r.tokenizer_agreement:.0%}",
-                str(r.positions),
                 "yes" if r.passed else "NO",
             )
         console.print(table)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..atomic_file import atomic_path
+from ..atomic_file import write_text_atomic
 from ..data.dataset import read_dataset
 from ..evaluate.quality import EvalReport, MetricRow, evaluate_cases, metric_rows
 from .options import AdapterOpt, ExamplesOpt, GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt, build_rewriter
@@ -90,8 +90,6 @@ def eval_command(
         )
     )
     if out is not None:
-        with atomic_path(out) as tmp:
-            tmp.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        write_text_atomic(out, report.model_dump_json(indent=2))
     if cases_out is not None:
-        with atomic_path(cases_out) as tmp:
-            tmp.write_text("".join(c.model_dump_json() + "\n" for c in cases), encoding="utf-8")
+        write_text_atomic(cases_out, "".join(c.model_dump_json() + "\n" for c in cases))

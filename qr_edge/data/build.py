@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..atomic_file import write_text_atomic
 from ..errors import MissingExtraError
 from ..text import normalise
 from .dataset import RewriteRecord, read_dataset, write_dataset
@@ -133,6 +134,6 @@ def build(
         golden_added=added,
         balance={k: dict(v) for k, v in balance.items()},
     )
-    (out_dir / "card.json").write_text(card.model_dump_json(indent=2), encoding="utf-8")
-    (out_dir / "card.md").write_text(card.markdown(), encoding="utf-8")
+    write_text_atomic(out_dir / "card.json", card.model_dump_json(indent=2))
+    write_text_atomic(out_dir / "card.md", card.markdown())
     return card

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
-from ..atomic_file import atomic_path
+from ..atomic_file import write_text_atomic
 from ..errors import InputFileError, InvalidConversationError
 from ..messages import Message, parse_messages
 from ..text import content_units
@@ -108,8 +108,7 @@ def read_dataset(path: str | Path) -> list[RewriteRecord]:
 def write_dataset(records: Iterable[RewriteRecord], path: str | Path) -> int:
     """Write records atomically; returns how many."""
     lines = [r.model_dump_json(exclude_none=True) for r in records]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
     return len(lines)
 
 

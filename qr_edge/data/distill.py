@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
 
+from ..atomic_file import write_text_atomic
 from ..text import MARKUP, content_units
 from .dataset import RewriteRecord, read_dataset
 from .teacher import Teacher
@@ -103,7 +104,7 @@ class StageStats(BaseModel):
                 self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def save(self, out: Path) -> None:
-        Path(f"{out}.stats.json").write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        write_text_atomic(f"{out}.stats.json", self.model_dump_json(indent=2))
 
 
 class _JsonlSink:
@@ -116,7 +117,7 @@ class _JsonlSink:
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
             good = [line for line in lines if line.endswith("\n") and _loads(line) is not None]
             if len(good) != len(lines):
-                path.write_text("".join(good), encoding="utf-8")
+                write_text_atomic(path, "".join(good))
             self.ids = {_loads(line)["id"] for line in good}
         self._handle = open(path, "a", encoding="utf-8")
         self._lock = threading.Lock()

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from ..atomic_file import write_text_atomic
 from ..errors import InputFileError
 from .dataset import RewriteRecord, dataset_sha256, write_dataset
 from .importers import import_corpus
@@ -183,7 +184,7 @@ def build_mix(recipe_path: str | Path, out_dir: str | Path) -> MixCard:
             "labels": dict(Counter(r.label for r in records)),
             "sources": dict(Counter(r.source for r in records)),
         }
-    (out / "card.json").write_text(card.model_dump_json(indent=2), encoding="utf-8")
+    write_text_atomic(out / "card.json", card.model_dump_json(indent=2))
     return card
 
 

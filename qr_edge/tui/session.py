@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..atomic_file import atomic_path
+from ..atomic_file import write_text_atomic
 from ..messages import Message, read_conversation
 from ..result import RewriteResult
 from ..rewriter import Rewriter
@@ -53,8 +53,7 @@ class Session:
 
     def save(self, path: str | Path) -> None:
         data = {"messages": [{"role": t.role, "content": t.content} for t in self.turns]}
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Session:

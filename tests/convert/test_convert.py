@@ -148,6 +148,41 @@ def test_ctrl_c_during_write_leaves_nothing(tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_damaged_conversion_fails_verification_and_writes_nothing(tiny, tmp_path, monkeypatch):
+    """A conversion bug (one attention projection's rows scrambled on the way to GGUF) is caught for F16 and
+    for Q8_0, and the target folder stays empty."""
+    import torch
+
+    from qr_edge_convert import VerificationError, export
+
+    real_write = export.write_gguf
+
+    def write_with_a_bug(model, *args, **kwargs):
+        with torch.no_grad():
+            w = model.model.layers[0].self_attn.q_proj.weight
+            w.copy_(w.flip(0))
+        return real_write(model, *args, **kwargs)
+
+    monkeypatch.setattr(export, "write_gguf", write_with_a_bug)
+    out = tmp_path / "bad.gguf"
+    with pytest.raises(VerificationError, match=r"nothing written: F16: top-1 .* \(needs 99%\)"):
+        convert(ConvertOptions(base=str(tiny["qwen"]), out=str(out), quants=["F16,Q8_0"]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_per_type_thresholds_pass_real_quantization_and_count_decisive_positions():
+    from qr_edge_convert.verify import decisive_agreement, min_top1
+
+    assert (min_top1("F16"), min_top1("Q8_0"), min_top1("Q4_K_M"), min_top1("q5_k_m")) == (0.99, 0.95, 0.9, 0.9)
+    ref = [np.array([[0.0, 5.0, 0.0], [1.0, 1.2, 0.0], [3.0, 0.0, 0.0]]), np.array([[2.0, 0.0, 0.0]])]
+    got = [np.array([[0.0, 4.0, 0.0], [1.3, 1.0, 0.0], [0.0, 3.0, 0.0]]), np.array([[2.0, 0.0, 0.0]])]
+    # the near-tie (lead 0.2 < 1) flips and does not count; the clear choice that flips does
+    assert decisive_agreement(ref, got) == (2 / 3, 3)
+    flat = [np.array([[0.1, 0.0], [0.3, 0.0], [0.0, 0.2], [0.0, 0.4]])]
+    # nearly flat logits: the upper half by lead counts (leads 0.3 and 0.4 vs median 0.25)
+    assert decisive_agreement(flat, [np.array([[0.0, 0.1], [0.3, 0.0], [0.2, 0.0], [0.0, 0.4]])]) == (1.0, 2)
+
+
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     return subprocess.run(
