@@ -11,7 +11,7 @@ ADAPTER := qr_edge/assets/smollm2-135m-rewrite.lora.gguf
 DORA_ADAPTER := models/smollm2-rewrite-dora
 DORA_MODEL := models/smollm2-rewrite.Q8_0.gguf
 
-.PHONY: demo test lint mix adapter eval-adapter dora-demo clean
+.PHONY: demo test lint fuzz mix adapter eval-adapter dora-demo clean
 
 $(VENV)/.core: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,7 +25,7 @@ $(VENV)/.convert: $(VENV)/.core
 	touch $@
 
 $(VENV)/.all: $(VENV)/.convert
-	$(PIP) install -q -e '.[convert,tui,eval,distill,server,dev]'
+	$(PIP) install -q -e '.[convert,tui,eval,distill,server,ray,dev]'
 	touch $@
 
 # The main job on the embedded default: SmolLM2-135M + the bundled LoRA adapter. Core install only.
@@ -39,12 +39,20 @@ lint: $(VENV)/.all
 test: lint
 	$(PY) -m pytest
 
+# 10,000 generated conversations through Rewriter and 10,000 generated lines through the batch CLI (long).
+fuzz: $(VENV)/.all
+	QR_EDGE_FUZZ_EXAMPLES=10000 $(PY) -m pytest --timeout 0 tests/runtime/test_fuzz.py
+
 # -- the bundled adapter, rebuilt from the repository plus $(SHARED) ------------------------------
 mix: $(VENV)/.core
 	$(QR) data mix --recipe recipes/default.toml --out $(MIX)
 
+# glibc's malloc fragments under torch's CPU training loop (RSS grows, steps slow down); jemalloc, where the machine
+# has it (Debian: apt install libjemalloc2), keeps the run steady.
+JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
+
 adapter: $(VENV)/.convert mix
-	$(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-synthetic.jsonl --eval-limit 40 \
+	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-synthetic.jsonl --eval-limit 40 \
 		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 5e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 100 --max-steps 1000
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 

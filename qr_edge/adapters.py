@@ -25,6 +25,9 @@ class _Bundled:
     def __repr__(self) -> str:
         return "BUNDLED"
 
+    def __reduce__(self) -> str:
+        return "BUNDLED"  # unpickles as the module's one instance, so ``is BUNDLED`` holds in other processes
+
 
 #: ``Rewriter(adapter=BUNDLED)`` (the default): the packaged adapter when the model is the embedded one.
 BUNDLED = _Bundled()

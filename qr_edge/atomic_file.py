@@ -25,12 +25,17 @@ class AtomicOutputs:
     def _temp_in(folder: Path, name: str) -> Path:
         if not folder.is_dir():
             raise InputFileError(f"output folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise InputFileError(f"cannot write in {folder}: {exc.strerror}") from None
         os.close(fd)
         return Path(tmp)
 
     def reserve(self, target: str | Path, *, force: bool = True) -> Path:
         target = Path(target)
+        if target.is_dir():
+            raise InputFileError(f"{target} is a folder; give a file path")
         if target.exists() and not force:
             raise InputFileError(f"{target} exists; pass --force to overwrite it")
         tmp = self._temp_in(target.parent, target.name)

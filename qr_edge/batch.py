@@ -94,7 +94,7 @@ def run_batch(
     for index, item in enumerate(items):
         if index < skip:
             continue
-        record = _answer(rewrite, item)
+        record = answer_item(rewrite, item)
         if "error" in record:
             summary.errors += 1
             kind = record["error"]["type"]
@@ -115,7 +115,8 @@ def run_batch(
     return summary
 
 
-def _answer(rewrite: Callable[[BatchItem], RewriteResult], item: BatchItem) -> dict[str, Any]:
+def answer_item(rewrite: Callable[[BatchItem], RewriteResult], item: BatchItem) -> dict[str, Any]:
+    """The output record of one item: the result with the item's ``id`` and ``line``, or an error record."""
     if item.error is not None:
         return error_record(item.id, item.line, *item.error)
     try:

@@ -447,6 +447,27 @@ class LlamaEngine:
         )
         return p_yes, timings
 
+    def floor_ms(self, reused: int, evaluated: int, generated: int, adapter: str | None = None) -> float:
+        """What llama.cpp alone needs for a turn of these token counts (bench's floor): ``evaluated`` new prompt
+        tokens in one batch after ``reused`` cached ones, then ``generated`` single-token decodes; no sampling,
+        no detokenizing, no Python per token beyond the decode call. Leaves the live context empty."""
+        with self._lock:
+            self._use(adapter)
+            llm = self._llm
+            filler = (self.token_ids(" the") or [0])[:1]
+            llm.n_tokens = 0
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            if reused:
+                llm.eval(filler * reused)
+            start = time.perf_counter()
+            llm.eval(filler * max(evaluated, 1))
+            for _ in range(generated):
+                self._decode(filler)
+            elapsed = (time.perf_counter() - start) * 1000
+            llm.n_tokens = 0
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return elapsed
+
     def chat_reply(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.7) -> str:
         """A plain chat answer in the model's template, from the bare base (for trying a conversation out)."""
         prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop="<|im_end|>")

@@ -131,22 +131,30 @@ def iter_batch(path: str | Path) -> Iterator[BatchItem]:
         raise InputFileError(f"cannot read {path}: {exc}") from None
     with handle:
         for n, raw_line in enumerate(handle, start=1):
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield BatchItem(
-                    n, None, None, ("InputFileError", f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}")
-                )
-                continue
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield BatchItem(n, None, None, ("InputFileError", f"line {n}: not valid JSON: {exc}"))
-                continue
-            item_id = raw.get("id") if isinstance(raw, dict) else None
-            try:
-                yield BatchItem(n, item_id, parse_messages(raw))
-            except InvalidConversationError as exc:
-                yield BatchItem(n, item_id, None, (type(exc).__name__, f"line {n}: {exc}"))
+            item = parse_batch_line(n, raw_line)
+            if item is not None:
+                yield item
+
+
+def parse_batch_line(n: int, raw_line: bytes) -> BatchItem | None:
+    """Line ``n`` (1-based) of a JSONL batch as an item, its problem recorded in it; None for a blank line."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return BatchItem(n, None, None, ("InputFileError", f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}"))
+    if not line.strip():
+        return None
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return BatchItem(n, None, None, ("InputFileError", f"line {n}: not valid JSON: {exc}"))
+    return batch_item(n, raw)
+
+
+def batch_item(n: int, raw: Any) -> BatchItem:
+    """A parsed row (a dict with ``messages`` and an optional ``id``, or a bare list of messages) as an item."""
+    item_id = raw.get("id") if isinstance(raw, dict) else None
+    try:
+        return BatchItem(n, item_id, parse_messages(raw))
+    except InvalidConversationError as exc:
+        return BatchItem(n, item_id, None, (type(exc).__name__, f"line {n}: {exc}"))

@@ -32,6 +32,9 @@ COLUMNS = [
     "generated_tokens_per_s",
     "load_s",
     "peak_rss_mb",
+    "floor_ms",
+    "efficiency",
+    "tokens_per_pass",
     "note",
 ]
 
@@ -45,7 +48,8 @@ def speedups(rows: list[BenchRow]) -> list[str]:
     lines = []
     for scenario in sorted({r.scenario for r in rows}):
         ours = next((r for r in rows if r.system == "qr-edge" and r.scenario == scenario and r.rewrites), None)
-        for other in (r for r in rows if r.system != "qr-edge" and r.scenario == scenario and r.rewrites):
+        others = (r for r in rows if r.system not in ("qr-edge", "floor") and r.scenario == scenario and r.rewrites)
+        for other in others:
             if ours:
                 lines.append(
                     f"{scenario}: qr-edge is {other.p50_ms / ours.p50_ms:.1f}x faster per rewrite (p50) and "
@@ -113,6 +117,9 @@ def bench(
         "gen tok/s",
         "load s",
         "RSS MB",
+        "floor ms",
+        "efficiency",
+        "tok/pass",
     ):
         table.add_column(col, no_wrap=True)
     for r in rows:
@@ -128,6 +135,9 @@ def bench(
             _fmt(r.generated_tokens_per_s),
             _fmt(r.load_s),
             _fmt(r.peak_rss_mb),
+            _fmt(r.floor_ms),
+            _fmt(r.efficiency),
+            _fmt(r.tokens_per_pass),
         )
     console.print(table)
     for r in rows:
@@ -140,3 +150,7 @@ def bench(
     if docs is not None:
         command = "qr-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         write_text_atomic(docs, markdown(rows, path, command))
+    failed = sorted({r.system for r in rows if r.failed})
+    if failed:
+        err_console.print(f"[red]failed: {', '.join(failed)}[/] (see the notes above)")
+        raise typer.Exit(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,6 +38,29 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads (
 GpuOpt = Annotated[int, typer.Option("--gpu-layers", help="layers to offload to a GPU (-1: all)")]
 
 
+def rewriter_settings(
+    model: str | None,
+    hf_file: str | None = None,
+    examples: Path | None = None,
+    n_examples: int | None = None,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    gpu_layers: int = 0,
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """The shared options as ``Rewriter`` keyword arguments (picklable, so Ray actors can build their own)."""
+    return {
+        "model": model,
+        "adapter": adapter_choice(adapter),
+        "hf_file": hf_file,
+        "examples": examples,
+        "n_examples": n_examples,
+        "n_ctx": n_ctx,
+        "n_threads": threads,
+        "n_gpu_layers": gpu_layers,
+    }
+
+
 def build_rewriter(
     model: str | None,
     hf_file: str | None = None,
@@ -48,13 +71,4 @@ def build_rewriter(
     gpu_layers: int = 0,
     adapter: str | None = None,
 ) -> Rewriter:
-    return Rewriter(
-        model,
-        adapter=adapter_choice(adapter),
-        hf_file=hf_file,
-        examples=examples,
-        n_examples=n_examples,
-        n_ctx=n_ctx,
-        n_threads=threads,
-        n_gpu_layers=gpu_layers,
-    )
+    return Rewriter(**rewriter_settings(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter))

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ..batch import check_output, open_output, run_batch
-from ..errors import InvalidConversationError
+from ..errors import InvalidConversationError, MissingExtraError
 from ..messages import iter_batch, read_conversation
 from ..result import RewriteResult
 from ..rewriter import Rewriter
@@ -35,6 +35,7 @@ from .options import (
     NExamplesOpt,
     ThreadsOpt,
     build_rewriter,
+    rewriter_settings,
 )
 
 console = Console()
@@ -81,6 +82,37 @@ def rewrite(
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="batch output JSONL (default: stdout)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="batch: continue an interrupted --output file")] = False,
+    use_ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="batch on Ray Data (extra 'ray'): --input JSONL/Parquet file or folder, --output a new folder",
+            rich_help_panel="Ray",
+        ),
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster: auto or ray://HOST:PORT (default: a local Ray)", rich_help_panel="Ray"
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Ray actors, one model each", rich_help_panel="Ray")
+    ] = 1,
+    cpus_per_actor: Annotated[
+        float, typer.Option("--cpus-per-actor", min=0.1, help="CPUs Ray reserves per actor", rich_help_panel="Ray")
+    ] = 1,
+    output_format: Annotated[
+        str, typer.Option("--output-format", help="with --ray: jsonl or parquet", rich_help_panel="Ray")
+    ] = "jsonl",
+    ship_files: Annotated[
+        bool,
+        typer.Option(
+            "--ship-files",
+            help="with --ray: send the model and adapter files to the nodes (else every node must read the path)",
+            rich_help_panel="Ray",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     show_prompt: Annotated[
         bool, typer.Option("--show-prompt", help="also print the exact prompt sent to the model")
@@ -102,6 +134,15 @@ def rewrite(
         raise InvalidConversationError("--output goes with --input (batch mode)")
     if resume and output is None:
         raise InvalidConversationError("--resume needs --output FILE")
+    if use_ray:
+        if input is None or output is None or resume:
+            raise InvalidConversationError("--ray needs --input and --output (a new folder), and has no --resume")
+        if output_format not in ("jsonl", "parquet"):
+            raise InvalidConversationError(f"--output-format {output_format!r}: give jsonl or parquet")
+        settings = rewriter_settings(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
+        raise typer.Exit(
+            _run_ray(input, output, output_format, address, concurrency, cpus_per_actor, ship_files, settings)
+        )
     if input is not None:
         if output is not None:
             check_output(output, resume)  # before loading the model
@@ -133,6 +174,40 @@ def rewrite(
         console.print(prompt, markup=False, highlight=False)
         console.rule()
     _print_result(result)
+
+
+def _run_ray(
+    input: Path,
+    output: Path,
+    output_format: str,
+    address: str | None,
+    concurrency: int,
+    cpus_per_actor: float,
+    ship_files: bool,
+    settings: dict,
+) -> int:
+    try:
+        from ..scale import run_ray_batch
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"--ray needs the ray extra ({exc.name or exc} is missing): pip install 'qr-edge[ray]'"
+        ) from None
+    summary = run_ray_batch(
+        str(input),
+        output,
+        output_format=output_format,
+        address=address,
+        concurrency=concurrency,
+        num_cpus_per_actor=cpus_per_actor,
+        ship_files=ship_files,
+        **settings,
+    )
+    err_console.print(
+        f"done {summary.rows} rows to {summary.output} in {summary.seconds:.0f} s: rewritten {summary.rewritten}, "
+        f"unchanged {summary.unchanged}, errors {summary.errors}",
+        highlight=False,
+    )
+    return BATCH_LINES_FAILED if summary.errors else 0
 
 
 def _run_batch(rw: Rewriter, input: Path, output: Path | None, resume: bool) -> int:

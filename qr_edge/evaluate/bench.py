@@ -21,6 +21,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from pydantic import BaseModel
@@ -48,7 +49,14 @@ class BenchRow(BaseModel):
     generated_tokens_per_s: float | None = None
     load_s: float
     peak_rss_mb: float
+    floor_ms: float | None = None  # p50 of what llama.cpp alone needs for each turn's token counts
+    efficiency: float | None = None  # floor_ms / p50_ms: 1.0 means no overhead above llama.cpp
+    tokens_per_pass: float | None = None  # generated tokens per forward pass (> 1 only with drafting)
     note: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.note.startswith("failed")
 
 
 def conversations(n: int, turns: int, seed: int = 0, lang: str = "en") -> list[list[dict[str, str]]]:
@@ -137,7 +145,7 @@ def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, op
     load_s = time.perf_counter() - start
     rows = []
     for scenario in scenarios:
-        ms, ev, re_, gen, gen_s = [], [], [], [], 0.0
+        ms, ev, re_, gen, gen_s, passes, floors = [], [], [], [], 0.0, 0, []
         for messages in requests(scenario, turns, repeat):
             t = rw.rewrite(messages).timings
             ms.append(t.total_ms)
@@ -145,19 +153,16 @@ def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, op
             re_.append(t.prompt_tokens_reused)
             gen.append(t.generated_tokens)
             gen_s += t.generation_ms / 1000
-        rows.append(
-            _row(
-                "qr-edge",
-                scenario,
-                ms,
-                load_s,
-                ev,
-                re_,
-                gen,
-                gen_s,
-                note=f"{_adapter_note(rw)}, {len(rw.examples)} few-shot examples",
-            )
-        )
+            passes += t.forward_passes
+        for reused, evaluated, generated in zip(re_, ev, gen, strict=True):
+            floors.append(rw.engine.floor_ms(reused, evaluated, generated, adapter=rw.default_adapter))
+        note = f"{_adapter_note(rw)}, {len(rw.examples)} few-shot examples"
+        row = _row("qr-edge", scenario, ms, load_s, ev, re_, gen, gen_s, note=note)
+        row.floor_ms = round(statistics.median(floors), 1)
+        row.efficiency = round(row.floor_ms / row.p50_ms, 2)
+        row.tokens_per_pass = round(sum(gen) / passes, 2) if passes else None
+        floor = _row("floor", scenario, floors, load_s, ev, re_, note="llama.cpp alone for qr-edge's token counts")
+        rows += [row, floor]
     return rows
 
 
@@ -289,21 +294,13 @@ def _child(
     try:
         queue.put([r.model_dump() for r in SYSTEMS[system](model, scenarios, turns, repeat, opts)])
     except Exception as exc:  # reported as a row note, so one failing system does not hide the others
-        queue.put(
-            [
-                BenchRow(
-                    system=system,
-                    scenario=s,
-                    rewrites=0,
-                    p50_ms=0,
-                    p95_ms=0,
-                    load_s=0,
-                    peak_rss_mb=0,
-                    note=f"failed: {type(exc).__name__}: {exc}",
-                ).model_dump()
-                for s in scenarios
-            ]
-        )
+        queue.put([_failed_row(system, s, f"{type(exc).__name__}: {exc}").model_dump() for s in scenarios])
+
+
+def _failed_row(system: str, scenario: str, why: str) -> BenchRow:
+    return BenchRow(
+        system=system, scenario=scenario, rewrites=0, p50_ms=0, p95_ms=0, load_s=0, peak_rss_mb=0, note=f"failed: {why}"
+    )
 
 
 def run_bench(
@@ -315,7 +312,13 @@ def run_bench(
         queue = ctx.Queue()
         proc = ctx.Process(target=_child, args=(system, model, scenarios, turns, repeat, opts, queue))
         proc.start()
-        result = queue.get()
+        result = None
+        while result is None:
+            try:
+                result = queue.get(timeout=5)
+            except Empty:
+                if not proc.is_alive():  # died without a word (a crash in native code)
+                    result = [_failed_row(system, s, f"exit code {proc.exitcode}").model_dump() for s in scenarios]
         proc.join()
         rows += [BenchRow(**r) for r in result]
     return rows

@@ -123,7 +123,8 @@ class RewriteApp(App[None]):
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.call_from_thread(self._rewritten, turn, view)
-        if self.answer_mode and turn is self.session.turns[-1]:
+        turns = self.session.turns  # empty when the conversation was cleared while this turn was rewritten
+        if self.answer_mode and turns and turn is turns[-1]:
             answer = self.session.reply(self.rewriter)
             self.call_from_thread(self.add_turn, "assistant", answer or "…")
 

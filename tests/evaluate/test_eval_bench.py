@@ -107,10 +107,17 @@ def test_bench_command_runs_on_a_tiny_input(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "b.json").read_text())
-    assert [(r["system"], r["rewrites"]) for r in rows] == [("qr-edge", 1), ("peer", 1)]
-    assert rows[0]["p50_ms"] > 0 and rows[0]["peak_rss_mb"] > 0
+    assert [(r["system"], r["rewrites"]) for r in rows] == [("qr-edge", 1), ("floor", 1), ("peer", 1)]
+    ours, floor = rows[0], rows[1]
+    assert ours["p50_ms"] > 0 and ours["peak_rss_mb"] > 0
+    # the floor is llama.cpp alone for the same token counts, measured in the same process
+    assert 0 < floor["p50_ms"] == ours["floor_ms"] and ours["efficiency"] == round(ours["floor_ms"] / ours["p50_ms"], 2)
+    assert (
+        ours["tokens_per_pass"] >= 1.0 and floor["mean_prompt_tokens_evaluated"] == ours["mean_prompt_tokens_evaluated"]
+    )
     text = docs.read_text()
-    assert "Machine:" in text and "| qr-edge | stream |" in text and "faster per rewrite" in text
+    assert "Machine:" in text and "| qr-edge | stream |" in text and "| floor | stream |" in text
+    assert "faster per rewrite" in text and "than floor" not in text
 
 
 def test_bench_requests_arrive_in_order():

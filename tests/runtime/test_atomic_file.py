@@ -45,5 +45,7 @@ def test_sigkill_mid_write_leaves_old_or_new_file(tmp_path, seed):
 def test_write_into_a_missing_folder_is_a_typed_error(tmp_path):
     with pytest.raises(InputFileError, match="does not exist"):
         write_text_atomic(tmp_path / "nope" / "x.txt", "x")
+    with pytest.raises(InputFileError, match="is a folder"):
+        write_text_atomic(tmp_path, "x")
     write_text_atomic(tmp_path / "x.txt", "ü")
     assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "ü" and [p.name for p in tmp_path.iterdir()] == ["x.txt"]

@@ -93,6 +93,24 @@ async def test_save_clear_and_load_a_conversation(rewriter, tmp_path):
         assert [t.content for t in app.session.turns] == ["Hello there", "Hi! How can I help?"]
 
 
+async def test_save_to_a_folder_and_clearing_during_answer_mode_are_not_crashes(rewriter, tmp_path):
+    app = RewriteApp(rewriter=rewriter)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_turn(pilot, "Hello there")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#path"))
+        app.screen.query_one("#path").value = str(tmp_path)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("is a folder" in n.message for n in app._notifications))
+        assert list(tmp_path.iterdir()) == []
+        await pilot.press("f6")  # answer mode: the model answers each user turn
+        await type_turn(pilot, "What is the capital of France?")
+        await pilot.press("ctrl+l")  # cleared while that turn is being rewritten
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.is_running and not app.session.turns
+
+
 async def test_bad_files_and_missing_model_are_notifications_not_crashes(tmp_path):
     app = RewriteApp({"model": str(tmp_path / "missing.gguf")})
     async with app.run_test(size=(80, 24)) as pilot:
