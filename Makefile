@@ -25,7 +25,7 @@ $(VENV)/.convert: $(VENV)/.core
 	touch $@
 
 $(VENV)/.all: $(VENV)/.convert
-	$(PIP) install -q -e '.[convert,tui,eval,distill,server,ray,dev]'
+	$(PIP) install -q -e '.[convert,tui,eval,distill,server,ray,langchain,llama-index,dev]'
 	touch $@
 
 # The main job on the embedded default: SmolLM2-135M + the bundled LoRA adapter. Core install only.

@@ -1,0 +1,50 @@
+"""LangChain drop-in (extra ``langchain``, on ``langchain-core`` only).
+
+``condense_question()`` is a ``Runnable`` with the contract of ``create_history_aware_retriever``'s condense step:
+``{"input": str, "chat_history": [BaseMessage | (role, content)...]}`` → the standalone question (the input itself
+when there is no history). ``history_aware_retriever(retriever)`` puts it in front of any retriever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from ..errors import InvalidConversationError
+from ..rewriter import Rewriter
+
+#: LangChain message types (and the tuple shorthands) → OpenAI-style roles; other types (tool, function) are dropped.
+ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def to_messages(chat_history: Sequence[BaseMessage | tuple[str, str]], question: str) -> list[dict[str, str]]:
+    """LangChain history plus the new question as qr-edge messages."""
+    messages = []
+    for m in chat_history:
+        role, content = (m.type, m.content) if isinstance(m, BaseMessage) else m
+        if role in ROLES and isinstance(content, str):
+            messages.append({"role": ROLES[role], "content": content})
+    return [*messages, {"role": "user", "content": question}]
+
+
+def condense_question(rewriter: Rewriter | None = None) -> Runnable[dict[str, Any], str]:
+    """The standalone question for ``{"input", "chat_history"}``; ``rewriter`` defaults to ``Rewriter()``."""
+    rw = rewriter or Rewriter()
+
+    def run(inputs: dict[str, Any]) -> str:
+        if "input" not in inputs:
+            raise InvalidConversationError('the condense step needs {"input": str, "chat_history": [...]}')
+        return rw.rewrite(to_messages(inputs.get("chat_history") or [], inputs["input"])).rewrite
+
+    return RunnableLambda(run, name="qr_edge_condense_question")
+
+
+def history_aware_retriever(
+    retriever: BaseRetriever | Runnable[str, Any], rewriter: Rewriter | None = None
+) -> Runnable[dict[str, Any], Any]:
+    """``{"input", "chat_history"}`` → the retriever's documents for the standalone question."""
+    return (condense_question(rewriter) | retriever).with_config(run_name="qr_edge_history_aware_retriever")

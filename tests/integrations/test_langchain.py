@@ -1,0 +1,57 @@
+"""The LangChain drop-in with real langchain-core: an in-memory vector store, the embedded model, no network."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("langchain_core")
+from langchain_core.embeddings import Embeddings  # noqa: E402
+from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+
+from qr_edge import InvalidConversationError, Rewriter  # noqa: E402
+from qr_edge.integrations.langchain import condense_question, history_aware_retriever, to_messages  # noqa: E402
+
+from .corpus import CONVERSATION, DOCUMENTS, FOLLOW_UP, embed  # noqa: E402
+
+
+class BagOfWords(Embeddings):
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [embed(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return embed(text)
+
+
+@pytest.fixture(scope="module")
+def default_rewriter() -> Rewriter:
+    return Rewriter()  # the embedded model with the bundled adapter, as a user gets it
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    store = InMemoryVectorStore(BagOfWords())
+    store.add_texts(list(DOCUMENTS.values()), ids=list(DOCUMENTS))
+    return store.as_retriever(search_kwargs={"k": 1})
+
+
+def test_the_follow_up_finds_the_right_document_only_after_the_rewrite(default_rewriter, retriever):
+    history = [HumanMessage(CONVERSATION[0]["content"]), AIMessage(CONVERSATION[1]["content"])]
+    assert retriever.invoke(FOLLOW_UP)[0].id == "trains"  # the raw follow-up matches the wrong document
+    chain = history_aware_retriever(retriever, default_rewriter)
+    docs = chain.invoke({"input": FOLLOW_UP, "chat_history": history})
+    assert docs[0].id == "numpy"
+    question = condense_question(default_rewriter).invoke({"input": FOLLOW_UP, "chat_history": history})
+    assert "NumPy" in question
+
+
+def test_no_history_passes_the_input_through_and_tuples_work(default_rewriter, retriever):
+    chain = history_aware_retriever(retriever, default_rewriter)
+    assert chain.invoke({"input": "How tall is the Eiffel Tower?", "chat_history": []})[0].id == "eiffel"
+    assert to_messages([("human", "hi"), ("ai", "hello"), ("tool", "x")], "q") == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "q"},
+    ]
+    with pytest.raises(InvalidConversationError, match="needs"):
+        condense_question(default_rewriter).invoke({"question": "wrong key"})
