@@ -4,7 +4,7 @@ Builds the input from the held-out split files of ``make mix`` (build/mix/test-*
 every 100th line bad in one of four ways, runs ``qr-edge rewrite --input --output``, kills it with SIGKILL after
 ``--kill-after`` seconds, resumes, and prints what the output holds.
 
-    python scripts/batch_10k.py --lines 10000 --kill-after 600
+    python scripts/batch_10k.py --lines 10000 --kill-after 600 --first-turn-share 0.75
 """
 
 from __future__ import annotations
@@ -28,28 +28,34 @@ BAD = (
 )
 
 
-def build(src_dir: Path, path: Path, n: int) -> None:
+def build(src_dir: Path, path: Path, n: int, first_turn_share: float) -> None:
+    """Every 100th line bad; of the rest, ``first_turn_share`` are opening queries (no history: no model call),
+    as in a query log, and the others full follow-up conversations."""
     convs = [json.loads(x) for f in sorted(src_dir.glob("test-*.jsonl")) for x in f.read_text().splitlines()]
+    rng = random.Random(0)
     with open(path, "wb") as f:
         for i in range(n):
             if i % 100 == 57:
                 f.write(BAD[(i // 100) % len(BAD)] % i + b"\n")
-            else:
-                c = convs[i % len(convs)]
-                f.write(json.dumps({"id": f"row-{i}", "messages": c["messages"]}, ensure_ascii=False).encode() + b"\n")
+                continue
+            messages = convs[i % len(convs)]["messages"]
+            if rng.random() < first_turn_share:
+                messages = messages[:1]
+            f.write(json.dumps({"id": f"row-{i}", "messages": messages}, ensure_ascii=False).encode() + b"\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=10000)
     ap.add_argument("--kill-after", type=float, default=600)
+    ap.add_argument("--first-turn-share", type=float, default=0.75)
     ap.add_argument("--mix", type=Path, default=Path("build/mix"))
     ap.add_argument("--work", type=Path, default=Path("build/batch-10k"))
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     src, out = args.work / "in.jsonl", args.work / "out.jsonl"
     out.unlink(missing_ok=True)
-    build(args.mix, src, args.lines)
+    build(args.mix, src, args.lines, args.first_turn_share)
     cmd = [sys.executable, "-m", "qr_edge", "rewrite", "--input", str(src), "--output", str(out)]
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +75,7 @@ def main() -> None:
     good = [x for x in lines if "error" not in x]
     report = {
         "input_lines": args.lines,
+        "first_turn_share": args.first_turn_share,
         "killed_after_s": round(kill_at, 1),
         "lines_before_kill": first,
         "resume_exit_code": again.returncode,

@@ -179,8 +179,8 @@ def test_per_type_thresholds_pass_real_quantization_and_count_decisive_positions
     # the near-tie (lead 0.2 < 1) flips and does not count; the clear choice that flips does
     assert decisive_agreement(ref, got) == (2 / 3, 3)
     flat = [np.array([[0.1, 0.0], [0.3, 0.0], [0.0, 0.2], [0.0, 0.4]])]
-    # nearly flat logits: the upper half by lead counts (leads 0.3 and 0.4 vs median 0.25)
-    assert decisive_agreement(flat, [np.array([[0.0, 0.1], [0.3, 0.0], [0.2, 0.0], [0.0, 0.4]])]) == (1.0, 2)
+    # nearly flat logits: the clearest quarter counts (lead 0.4 >= the upper quartile 0.325; 0.3 flips, unseen)
+    assert decisive_agreement(flat, [np.array([[0.0, 0.1], [0.0, 0.3], [0.2, 0.0], [0.0, 0.4]])]) == (1.0, 1)
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
