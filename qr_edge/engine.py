@@ -85,11 +85,13 @@ class LlamaEngine:
             raise ModelNotFoundError(f"model file not found: {model_path}")
         import llama_cpp  # imported here: it loads the shared library and sets a log hook
 
+        threads = n_threads or os.cpu_count() or 1
         try:
             self._llm: Llama = llama_cpp.Llama(
                 model_path=model_path,
                 n_ctx=n_ctx,
-                n_threads=n_threads or os.cpu_count() or 1,
+                n_threads=threads,
+                n_threads_batch=threads,  # llama-cpp-python's default is every core: actors sharing a node would fight
                 n_gpu_layers=n_gpu_layers,
                 seed=seed,
                 logits_all=False,
