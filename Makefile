@@ -24,8 +24,12 @@ $(VENV)/.convert: $(VENV)/.core
 	$(PIP) install -q -e '.[convert]'
 	touch $@
 
+# The playground's browser test drives Debian's chromium through chromedriver; where apt-get cannot install them,
+# that test is skipped (and says why).
 $(VENV)/.all: $(VENV)/.convert
 	$(PIP) install -q -e '.[convert,tui,eval,distill,server,ray,langchain,llama-index,dev]'
+	-command -v chromedriver >/dev/null || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+		|| (apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null 2>&1
 	touch $@
 
 # The main job on the embedded default: SmolLM2-135M + the bundled LoRA adapter. Core install only.

@@ -19,16 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from .. import __version__
 from ..adapters import BUNDLED
@@ -54,7 +58,10 @@ log = logging.getLogger("qr_edge.server")
 T = TypeVar("T")
 
 #: Paths served without an API key: a load balancer's health probe carries none.
-OPEN_PATHS = frozenset({"/healthz"})
+#: Paths served without the API key: the probe, the playground and the API docs (static, no data).
+OPEN_PATHS = frozenset({"/healthz", "/", "/docs", "/openapi.json"})
+OPEN_PREFIXES = ("/static/",)
+STATIC = Path(__file__).parent / "static"
 
 
 # -- errors the service itself raises ---------------------------------------------------------------
@@ -244,7 +251,11 @@ class RewriteRequest(BaseModel):
     adapter: str | None = Field(
         None, description="a loaded adapter's name; null for the bare model; absent for the default adapter"
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="reserved; must be empty")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='{"include_prompt": true} adds "prompt", the exact text the model received (rewrite path); '
+        "no other option exists",
+    )
     id: Any = Field(None, description="echoed in the result, to match batch results to inputs")
 
 
@@ -295,22 +306,33 @@ class ModelsResponse(BaseModel):
     workers: int
 
 
-def _prepare(req: RewriteRequest, adapters: Sequence[str]) -> Callable[[Rewriter], RewriteResult]:
+def _prepare(req: RewriteRequest, adapters: Sequence[str]) -> Callable[[Rewriter], dict[str, Any]]:
     """Check what the schema cannot before the request takes a queue slot (a bad request never waits for a
-    busy rewriter); return the model call."""
+    busy rewriter); return the model call, which gives the result's JSON body."""
     if (req.messages is None) == (req.queries is None):
         raise InvalidConversationError('give either "messages" (a conversation) or "queries" (user queries only)')
-    if req.options:
-        raise InvalidRequestError(f"unsupported option(s): {', '.join(sorted(req.options))}; options must be empty")
+    unknown = sorted(set(req.options) - {"include_prompt"})
+    if unknown:
+        raise InvalidRequestError(f"unsupported option(s): {', '.join(unknown)}; the only option is include_prompt")
+    if not isinstance(req.options.get("include_prompt", False), bool):
+        raise InvalidRequestError("options.include_prompt must be true or false")
     adapter = req.adapter if "adapter" in req.model_fields_set else BUNDLED
     if isinstance(adapter, str) and adapter not in adapters:
         raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(adapters) or 'none'}")
+    include_prompt = req.options.get("include_prompt", False)
     if req.messages is not None:
         messages = parse_messages(req.messages)
-        return lambda rewriter: rewriter.rewrite(messages, adapter=adapter)
+
+        def run(rewriter: Rewriter) -> dict[str, Any]:
+            body = _dump(rewriter.rewrite(messages, adapter=adapter), req.id)
+            if include_prompt:  # a first query has no history: the model sees no prompt
+                body["prompt"] = rewriter.render_prompt(messages, adapter=adapter) if len(messages) > 1 else ""
+            return body
+
+        return run
     queries = req.queries or []
     messages_from_queries(queries)
-    return lambda rewriter: rewriter.rewrite_queries(queries, adapter=adapter)
+    return lambda rewriter: _dump(rewriter.rewrite_queries(queries, adapter=adapter), req.id)
 
 
 def _dump(result: RewriteResult, item_id: Any) -> dict[str, Any]:
@@ -355,7 +377,9 @@ class _GateMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if self.api_key is not None and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+        path = scope["path"]
+        is_open = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if self.api_key is not None and not is_open and not self._authorized(headers):
             message = "this service needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             await _error_response(UnauthorizedError(message))(scope, receive, send)
             return
@@ -409,7 +433,13 @@ def create_app(
         title="qr-edge",
         version=__version__,
         description="Offline multi-turn query rewriting: the last user query of a conversation, made standalone.",
+        docs_url=None,  # served below from local files: the machine may be offline
+        redoc_url=None,
     )
+    # The Swagger UI that ships in a Python package (swagger-ui-bundle) is 4.x, which renders OpenAPI 3.0 only.
+    app.openapi_version = "3.0.3"
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+    app.mount("/static/playground", StaticFiles(directory=STATIC), name="playground")
     app.state.pool = pool
     app.add_middleware(_GateMiddleware, api_key=api_key, max_body_bytes=max_body_bytes)
 
@@ -436,6 +466,20 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(_error_body("InternalError", "internal error; see the server log"), status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="qr-edge API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/playground/favicon.svg",
+        )
 
     @app.get("/healthz", summary="Liveness probe (no API key needed)")
     async def healthz() -> dict[str, str]:
@@ -464,8 +508,7 @@ def create_app(
     )
     async def rewrite(body: RewriteRequest) -> JSONResponse:
         call = _prepare(body, pool.primary.adapter_names)
-        result = await dispatcher.run(lambda rewriter, _cancelled: call(rewriter))
-        return JSONResponse(_dump(result, body.id))
+        return JSONResponse(await dispatcher.run(lambda rewriter, _cancelled: call(rewriter)))
 
     @app.post(
         "/v1/rewrite/batch", responses=_ERRORS, summary="Several rewrites in order; a bad item becomes an error record"
@@ -473,7 +516,7 @@ def create_app(
     async def rewrite_batch(body: BatchRequest) -> JSONResponse:
         if len(body.items) > max_batch:
             raise BatchTooLargeError(f"the batch has {len(body.items)} items; at most {max_batch} are accepted")
-        slots: list[dict[str, Any] | tuple[Any, Callable[[Rewriter], RewriteResult]]] = []
+        slots: list[dict[str, Any] | tuple[Any, Callable[[Rewriter], dict[str, Any]]]] = []
         for raw in body.items:
             item_id = raw.get("id") if isinstance(raw, dict) else None
             try:
@@ -494,7 +537,7 @@ def create_app(
                     continue
                 item_id, call = slot
                 try:
-                    out.append(_dump(call(rewriter), item_id))
+                    out.append(call(rewriter))
                 except QrEdgeError as exc:
                     out.append(_error_record(type(exc).__name__, str(exc), item_id))
                 except Exception:  # one item's bug must not lose the others' results

@@ -15,20 +15,14 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
-from qr_edge import Decision, Rewriter  # noqa: E402
-from qr_edge.server import RewriterPool, create_app  # noqa: E402
+from qr_edge import Decision  # noqa: E402
+from qr_edge.server import create_app  # noqa: E402
 
 from ..conftest import CONVERSATION  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DECISIONS = {d.value for d in Decision}
 ALONE = {"messages": [{"role": "user", "content": "How do I install NumPy?"}]}  # no history: no model call
-
-
-@pytest.fixture(scope="module")
-def pool():
-    # One llama.cpp thread: with two, each token waits on a thread barrier, which stalls badly on a busy machine.
-    return RewriterPool([Rewriter(n_ctx=2048, adapter=None, n_examples=0, n_threads=1)])
 
 
 @contextmanager
@@ -155,16 +149,17 @@ def test_keeps_serving_after_errors(client):
     assert r.status_code == 200 and r.json()["decision"] in DECISIONS
 
 
-def test_api_key_is_required_everywhere_but_healthz(pool):
+def test_api_key_is_required_for_the_api_but_not_the_static_pages(pool):
     with serving(create_app(pool, api_key="s3cret")) as c:
-        assert c.get("/healthz").status_code == 200
+        for path in ("/healthz", "/", "/docs", "/openapi.json", "/static/playground/playground.js"):
+            assert c.get(path).status_code == 200, path
         denied = c.get("/v1/models")
         assert error_of(denied, 401)["type"] == "UnauthorizedError" and denied.headers["www-authenticate"] == "Bearer"
-        error_of(c.get("/docs"), 401)
+        error_of(c.get("/static/../v1/models"), 401)
         error_of(c.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
         error_of(c.post("/v1/rewrite", json=ALONE), 401)
         assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert c.get("/docs", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
         ok = c.post("/v1/rewrite", json=ALONE, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["decision"] == "no_history"
 
