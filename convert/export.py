@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qr_edge.atomic_file import AtomicOutputs
+from qr_edge.atomic_file import AtomicOutputs, check_interrupted
 from qr_edge.model_meta import (
     META_ADAPTER_METHOD,
     META_ADAPTER_NAME,
@@ -54,6 +54,7 @@ class _Stages:
 
     @contextlib.contextmanager
     def run(self, name: str, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+        check_interrupted()  # a Ctrl-C swallowed inside llama.cpp's log callback stops the job here
         task = self.progress.add_task(name, total=total) if self.progress is not None else None
 
         def advance(done: int, of: int | None = None) -> None:

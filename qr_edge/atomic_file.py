@@ -5,10 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InputFileError
+
+#: Set by the CLI's SIGINT/SIGTERM handler. The KeyboardInterrupt that handler raises is lost when the signal lands
+#: while Python runs inside a C callback (llama.cpp's log hook swallows exceptions), so long jobs also check this.
+interrupted = threading.Event()
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if an interrupt arrived, even one whose exception was swallowed."""
+    if interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 class AtomicOutputs:
@@ -51,6 +62,7 @@ class AtomicOutputs:
 
     def commit(self) -> None:
         """fsync each temp file, rename it over its target, fsync the folder: a crash leaves old or new, whole."""
+        check_interrupted()  # an interrupted job never replaces its targets
         umask = os.umask(0)
         os.umask(umask)
         for tmp, target in list(self._pending.items()):

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..atomic_file import interrupted
 from ..errors import QrEdgeError
 from . import bench as _bench
 from . import convert as _convert
@@ -44,14 +45,17 @@ def _root() -> None:
 err_console = Console(stderr=True)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so atomic writers remove their temp files before the process exits."""
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM unwind as KeyboardInterrupt, so atomic writers remove their temp files before the process
+    exits; the flag catches an interrupt whose exception a C callback swallowed."""
+    interrupted.set()
     raise KeyboardInterrupt
 
 
 def main() -> None:
     """Entry point: typed errors become one line on stderr and a non-zero exit code, never a traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         code = app(standalone_mode=False)
     except QrEdgeError as exc:

@@ -49,3 +49,20 @@ def test_write_into_a_missing_folder_is_a_typed_error(tmp_path):
         write_text_atomic(tmp_path, "x")
     write_text_atomic(tmp_path / "x.txt", "ü")
     assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "ü" and [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_an_interrupt_whose_exception_was_swallowed_still_stops_the_commit(tmp_path):
+    """The CLI's signal handler sets the flag; a KeyboardInterrupt lost inside a C callback cannot let a job commit."""
+    from qr_edge.atomic_file import AtomicOutputs, interrupted
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    try:
+        with AtomicOutputs() as outputs:
+            outputs.reserve(target).write_text("new")
+            interrupted.set()
+            with pytest.raises(KeyboardInterrupt):
+                outputs.commit()
+    finally:
+        interrupted.clear()
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
