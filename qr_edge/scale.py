@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from ray.data.datasource import FileBasedDatasource
 
 from .adapters import BUNDLED
+from .atomic_file import atomic_path
 from .batch import answer_item
 from .errors import InputFileError
 from .messages import BatchItem, batch_item, parse_batch_line
@@ -122,10 +123,8 @@ def _materialize(name: str, ref: ray.ObjectRef) -> str:
     folder.mkdir(exist_ok=True)
     target = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{name}"
     if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:  # actors on one node may race: each writes whole, one rename wins
+            tmp.write_bytes(data)
     return str(target)
 
 

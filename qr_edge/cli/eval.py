@@ -13,7 +13,17 @@ from rich.table import Table
 from ..atomic_file import write_text_atomic
 from ..data.dataset import read_dataset
 from ..evaluate.quality import EvalReport, MetricRow, evaluate_cases, metric_rows
-from .options import AdapterOpt, ExamplesOpt, GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt, build_rewriter
+from .options import (
+    AdapterOpt,
+    ExamplesOpt,
+    GpuOpt,
+    ModelOpt,
+    NCtxOpt,
+    NExamplesOpt,
+    ThreadsOpt,
+    build_rewriter,
+    rewriter_settings,
+)
 
 console = Console(width=max(Console().width, 132))  # tables stay readable in logs and pipes
 err_console = Console(stderr=True)
@@ -66,7 +76,7 @@ def eval_command(
         part = read_dataset(path)[:limit]
         records += part
         styles.update({r.id: path.stem for r in part} if len(data) > 1 else {})
-    rw = build_rewriter(model, None, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
+    rw = build_rewriter(rewriter_settings(model, None, examples, n_examples, n_ctx, threads, gpu_layers, adapter))
     with Progress(
         TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
     ) as progress:

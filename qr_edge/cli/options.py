@@ -61,14 +61,6 @@ def rewriter_settings(
     }
 
 
-def build_rewriter(
-    model: str | None,
-    hf_file: str | None = None,
-    examples: Path | None = None,
-    n_examples: int | None = None,
-    n_ctx: int = 4096,
-    threads: int | None = None,
-    gpu_layers: int = 0,
-    adapter: str | None = None,
-) -> Rewriter:
-    return Rewriter(**rewriter_settings(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter))
+def build_rewriter(settings: dict[str, Any]) -> Rewriter:
+    """A ``Rewriter`` from :func:`rewriter_settings`."""
+    return Rewriter(**settings)

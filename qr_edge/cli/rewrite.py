@@ -134,22 +134,22 @@ def rewrite(
         raise InvalidConversationError("--output goes with --input (batch mode)")
     if resume and output is None:
         raise InvalidConversationError("--resume needs --output FILE")
+    settings = rewriter_settings(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
     if use_ray:
         if input is None or output is None or resume:
             raise InvalidConversationError("--ray needs --input and --output (a new folder), and has no --resume")
         if output_format not in ("jsonl", "parquet"):
             raise InvalidConversationError(f"--output-format {output_format!r}: give jsonl or parquet")
-        settings = rewriter_settings(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
         raise typer.Exit(
             _run_ray(input, output, output_format, address, concurrency, cpus_per_actor, ship_files, settings)
         )
     if input is not None:
         if output is not None:
             check_output(output, resume)  # before loading the model
-        rw = build_rewriter(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
+        rw = build_rewriter(settings)
         raise typer.Exit(_run_batch(rw, input, output, resume))
     messages = read_conversation(conversation) if conversation is not None else None
-    rw = build_rewriter(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
+    rw = build_rewriter(settings)
     if messages is None:
         result = rw.rewrite_queries(queries or [])
         prompt_messages = None

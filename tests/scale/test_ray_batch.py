@@ -94,6 +94,22 @@ def test_rows_with_messages_columns_from_a_dataset(local_ray):
     assert rows[1]["messages"] == bad["messages"]  # input columns are kept
 
 
+def test_shipped_model_file_is_written_once_per_node_and_used(local_ray):
+    import tempfile
+
+    from qr_edge.model_source import embedded_model_path
+
+    for old in (Path(tempfile.gettempdir()) / "qr-edge-shipped").glob("*-SmolLM2-135M-Instruct.Q4_1.gguf"):
+        old.unlink()  # from an earlier run: this one must write its own
+    good = {"id": "a", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]}
+    ds = ray.data.from_items([good])
+    rows = rewrite_dataset(ds, model=embedded_model_path(), adapter=None, ship_files=True).take_all()
+    assert rows[0]["rewrite"] == "Who wrote Hamlet?" and rows[0]["error"] is None
+    shipped = list((Path(tempfile.gettempdir()) / "qr-edge-shipped").glob("*-SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert len(shipped) == 1 and shipped[0].stat().st_size == Path(embedded_model_path()).stat().st_size
+    assert not list(shipped[0].parent.glob(".*.tmp"))
+
+
 def _actor_processes() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
