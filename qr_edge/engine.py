@@ -1,11 +1,12 @@
 """The only module that talks to llama.cpp: tokens in, tokens out, with the KV cache kept warm.
 
 Prefix reuse has two layers:
-- within the live context, a new prompt reuses the longest common token prefix with the last one
-  (llama-cpp-python's ``generate`` does this);
+- within the live context, a new prompt reuses the longest common token prefix with the last one;
 - the stable prefix of each prompt kind (task + examples of the rewrite prompt, each gate task) is
   snapshotted once with ``save_state`` and restored with ``load_state`` when a call switches kind,
-  so the gate prompts and the rewrite prompt never re-evaluate each other's long system part.
+  so the gate prompts and the rewrite prompt never re-evaluate each other's long system part;
+- the last call's full prompt state is snapshotted when another conversation takes the context over,
+  so a conversation whose turns arrive between other conversations' turns resumes where it was.
 
 GGUF LoRA adapters are loaded on the one base model (``llama_adapter_lora_init``) and switched per call
 with ``llama_set_adapters_lora``; a KV state computed under one adapter is never reused under another
@@ -34,10 +35,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from llama_cpp import Llama
 
 
+#: Tokens drafted per verify pass when drafting is on (a rewrite copies runs of this length and more).
+DRAFT_TOKENS = 3
+#: The probe text whose logits ``pass_rows`` compares across splits into passes.
+_PROBE_TEXT = "<history>\n<user>Why is NumPy faster than Python lists?</user>\n</history>\n"
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     tokens: np.ndarray
-    data: bytes
+    data: ctypes.Array  # llama.cpp's serialized state, kept in the buffer it was written to (no copy)
+    size: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class LoadedAdapter:
 class Generation:
     text: str
     timings: Timings
+    tokens: tuple[int, ...] = ()  # the generated tokens, end-of-generation excluded
 
 
 def _common_prefix(a: Any, b: list[int]) -> int:
@@ -62,6 +71,21 @@ def _common_prefix(a: Any, b: list[int]) -> int:
         return 0
     diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
     return int(diff[0]) if diff.size else n
+
+
+def requantize(source: str, target: str | os.PathLike[str], type_name: str) -> None:
+    """Write ``source`` requantized to ``type_name`` (a ``LLAMA_FTYPE_MOSTLY_*`` name such as Q8_0) at ``target``,
+    with llama.cpp's own quantizer; raises ``ModelLoadError`` when it fails."""
+    import llama_cpp
+    from llama_cpp import _logger
+
+    _logger.set_verbose(False)  # the quantizer logs a line per tensor
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{type_name}")
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    if llama_cpp.llama_model_quantize(os.fsencode(source), os.fsencode(target), ctypes.byref(params)) != 0:
+        raise ModelLoadError(f"llama.cpp could not requantize {source} to {type_name}")
 
 
 class LlamaEngine:
@@ -78,7 +102,7 @@ class LlamaEngine:
         max_saved_prefixes: int = 4,
         max_recent_prompts: int = 8,
         max_cache_bytes: int | None = None,
-        draft_tokens: int = 0,
+        draft_tokens: int | None = None,
         verbose: bool = False,
     ) -> None:
         if not os.path.isfile(model_path):
@@ -112,11 +136,12 @@ class LlamaEngine:
         self._active: str | None = None
         self._max_prefixes = max_saved_prefixes
         self._max_recent = max_recent_prompts
-        #: Prompt-lookup draft length for greedy decoding (0, the default: one token per forward pass).
-        #: Experimental: on CPU, llama.cpp evaluates a batch with other kernels than a single token, so a
-        #: near-tie can resolve differently than in token-by-token decoding (measured: 2 of 18 dev rewrites
-        #: of the bare 2-shot base differed); it is off until that is solved.
+        #: Prompt-lookup draft length for greedy decoding; None: ``DRAFT_TOKENS`` where drafting is exact
+        #: (see ``pass_rows``), 0: one token per forward pass.
         self.draft_tokens = draft_tokens
+        self._pass_rows: dict[str | None, int] = {}
+        #: The prompt of the last call, whose state is in the live context and not yet saved (see ``_save_live``).
+        self._live_prompt: tuple[int, ...] | None = None
         #: Saved KV states are bounded in bytes too (on a 3B model one state is tens of MB): by default four
         #: full contexts' worth of KV cells, at least 64 MiB.
         self.max_cache_bytes = max_cache_bytes if max_cache_bytes is not None else max(64 << 20, 4 * self._kv_bytes())
@@ -131,6 +156,12 @@ class LlamaEngine:
             eos_token=vocab.token_get_text(eos_id) if eos_id >= 0 else "",
             name=os.path.basename(model_path),
         )
+
+    def warm(self, adapter: str | None = None) -> None:
+        """Do the once-per-adapter work now (the split-invariance probe) rather than in the first call."""
+        with self._lock:
+            self._use(adapter)
+            self._split_invariance()
 
     # -- adapters --------------------------------------------------------------------------------
     def load_adapter(self, name: str, path: str) -> LoadedAdapter:
@@ -170,6 +201,7 @@ class LlamaEngine:
             return
         if adapter is not None and adapter not in self.adapters:
             raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(self.adapters) or 'none'}")
+        self._save_live()  # into the outgoing adapter's store
         lc, llm = self._llama_cpp, self._llm
         if adapter is None:
             rc = lc.llama_set_adapters_lora(llm.ctx, None, 0, None)
@@ -224,12 +256,11 @@ class LlamaEngine:
         size = lc.llama_state_get_size(llm.ctx)
         buf = (ctypes.c_uint8 * size)()
         n = lc.llama_state_get_data(llm.ctx, buf, size)
-        return _Snapshot(tokens=llm.input_ids[: llm.n_tokens].copy(), data=bytes(buf)[:n])
+        return _Snapshot(tokens=llm.input_ids[: llm.n_tokens].copy(), data=buf, size=n)
 
     def _restore(self, snap: _Snapshot) -> None:
         llm, lc = self._llm, self._llama_cpp
-        buf = (ctypes.c_uint8 * len(snap.data)).from_buffer_copy(snap.data)
-        if lc.llama_state_set_data(llm.ctx, buf, len(snap.data)) != len(snap.data):
+        if lc.llama_state_set_data(llm.ctx, snap.data, snap.size) != snap.size:
             raise RuntimeError("llama.cpp could not restore a saved state")
         llm.input_ids[: len(snap.tokens)] = snap.tokens
         llm.n_tokens = len(snap.tokens)
@@ -248,7 +279,7 @@ class LlamaEngine:
     def cache_bytes(self) -> int:
         """Bytes held by saved KV states, all adapters together."""
         stores = [*self._prefix_store.values(), *self._recent_store.values()]
-        return sum(len(snap.data) for store in stores for snap in store.values())
+        return sum(snap.size for store in stores for snap in store.values())
 
     def _remember(self, store: OrderedDict, key: tuple[int, ...], limit: int) -> None:
         store[key] = self._snapshot()
@@ -260,7 +291,7 @@ class LlamaEngine:
         held = self.cache_bytes
         for pool in (*self._recent_store.values(), *self._prefix_store.values()):
             while held > self.max_cache_bytes and pool and next(iter(pool)) != key:
-                held -= len(pool.popitem(last=False)[1].data)
+                held -= pool.popitem(last=False)[1].size
 
     def _prepare(self, tokens: list[int], stable: int) -> int:
         """Bring the context to the longest cached prefix of ``tokens``; return how many tokens are reused.
@@ -270,6 +301,10 @@ class LlamaEngine:
         """
         llm = self._llm
         reused = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+        if reused - stable < (llm.n_tokens - stable) / 4:
+            # Most of the last prompt's own part is about to be overwritten: another conversation or prompt
+            # kind takes the context over (a conversation's next turn keeps its whole history).
+            self._save_live()
         best: tuple[OrderedDict, tuple[int, ...]] | None = None
         for store in (self._prefixes, self._recent):
             for key, snap in store.items():
@@ -280,16 +315,25 @@ class LlamaEngine:
             store, key = best
             self._restore(store[key])
             store.move_to_end(key)
-        if stable > 0:
+        keep = self.pass_rows  # positions every pass evaluates at least (see ``pass_rows``)
+        if stable >= keep:
             key = tuple(tokens[:stable])
             if key not in self._prefixes:
                 # Evaluate up to the end of the stable prefix and snapshot it for the next switch.
-                llm.n_tokens = min(reused, stable)
-                llm.eval(tokens[llm.n_tokens : stable])
+                llm.n_tokens = min(reused, stable - keep)
+                self._eval(tokens[llm.n_tokens : stable])
                 self._remember(self._prefixes, key, self._max_prefixes)
             else:
                 self._prefixes.move_to_end(key)
-        return min(reused, len(tokens) - 1)
+        return max(0, min(reused, len(tokens) - keep))
+
+    def _save_live(self) -> None:
+        """Snapshot the last call's prompt state before the context is given to another prompt, so its
+        conversation's next turn resumes from it. Saved when leaving rather than after every call: a
+        conversation whose next turn comes straight after pays nothing."""
+        if self._live_prompt is not None:
+            self._remember(self._recent, self._live_prompt, self._max_recent)
+            self._live_prompt = None
 
     def _check_fits(self, n_prompt: int, max_tokens: int) -> None:
         if n_prompt + max_tokens > self.n_ctx:
@@ -317,13 +361,13 @@ class LlamaEngine:
             start = time.perf_counter()
             tokens = tokens if tokens is not None else self.tokenize(prompt.text)
             self._check_fits(len(tokens), max_tokens)
+            self._split_invariance()  # probed before the context is prepared: the probe uses it
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
             if temperature > 0:
                 out, passes, first_at = self._sample(tokens, max_tokens, temperature, stop)
             else:
                 out, passes, first_at = self._greedy(tokens, reused, max_tokens, stop)
-            if prompt.stable_prefix:
-                self._remember(self._recent, tuple(tokens), self._max_recent)
+            self._live_prompt = tuple(tokens) if prompt.stable_prefix else None
             end = time.perf_counter()
             text = self.detokenize(out)
         first_at = first_at or end
@@ -337,7 +381,7 @@ class LlamaEngine:
             prompt_ms=(first_at - start) * 1000,
             generation_ms=(end - first_at) * 1000,
         )
-        return Generation(text=text.split(stop, 1)[0], timings=timings)
+        return Generation(text=text.split(stop, 1)[0], timings=timings, tokens=tuple(out))
 
     # -- decoding --------------------------------------------------------------------------------
     def _logits(self, rows: int) -> np.ndarray:
@@ -346,30 +390,93 @@ class LlamaEngine:
         ptr = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -rows)
         return np.ctypeslib.as_array(ptr, shape=(rows, n_vocab))
 
-    def _decode(self, batch: list[int]) -> np.ndarray:
-        """Evaluate ``batch`` after the tokens in the context, with logits at every position of it."""
+    def _decode(self, batch: list[int], all_logits: bool = True) -> np.ndarray:
+        """Evaluate ``batch`` after the context in one pass; logits at every position of it, or at the last."""
         llm = self._llm
         n_past = llm.n_tokens
         llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=all_logits)
         llm._ctx.decode(llm._batch)
         llm.input_ids[n_past : n_past + len(batch)] = batch
         llm.n_tokens = n_past + len(batch)
-        return self._logits(len(batch))
+        return self._logits(len(batch) if all_logits else 1)
+
+    def _eval(self, tokens: list[int]) -> None:
+        """Evaluate prompt tokens in passes of at most ``n_batch``, none shorter than ``pass_rows`` when avoidable."""
+        n_batch, keep = self._llm.n_batch, self.pass_rows
+        start = 0
+        while start < len(tokens):
+            end = min(len(tokens), start + n_batch)
+            if 0 < len(tokens) - end < keep:
+                end = len(tokens) - keep  # leave the last pass enough positions
+            self._decode(tokens[start:end], all_logits=False)
+            start = end
+
+    @property
+    def pass_rows(self) -> int:
+        """Positions every forward pass evaluates at least (1 or 2), so logits never depend on the split into passes.
+
+        On CPU llama.cpp multiplies one position with vector kernels and two or more with matrix kernels
+        (llamafile's sgemm); their sums differ in the last bits, and quantized activations turn that into
+        logit differences of up to ~1 on the embedded model, so a draft verified in one pass could differ from
+        token-by-token decoding. ``_split_invariance`` finds out which splits agree on this model and adapter.
+        """
+        return 2 if self._split_invariance() == 2 else 1
+
+    @property
+    def drafting(self) -> bool:
+        """Whether greedy decoding verifies prompt-lookup drafts: only where that is exact (and not switched off)."""
+        return self.draft_tokens != 0 and self._split_invariance() > 0
+
+    @property
+    def draft_length(self) -> int:
+        """Tokens drafted per verify pass (0: no drafting)."""
+        return (self.draft_tokens if self.draft_tokens is not None else DRAFT_TOKENS) if self.drafting else 0
+
+    def _split_invariance(self) -> int:
+        """1: logits agree bitwise however tokens are split into passes; 2: they agree for passes of two or more
+        positions; 0: not even that (drafting stays off). Probed once per adapter: a short text is evaluated in
+        one pass, in two-to-three-position passes and in one-position passes, and the logits compared."""
+        found = self._pass_rows.get(self._active)
+        if found is not None:
+            return found
+        llm = self._llm
+        probe = self.tokenize(_PROBE_TEXT)[:14]
+        head, body = probe[:4], probe[4:]
+
+        def logits(splits: list[int]) -> np.ndarray:
+            llm.n_tokens = 0
+            self._decode(head, all_logits=False)
+            rows, start = [], 0
+            for size in splits:
+                rows.append(self._decode(body[start : start + size]).copy())
+                start += size
+            return np.concatenate(rows)
+
+        whole = logits([len(body)])
+        batched = np.array_equal(whole, logits([2, 3, 2, len(body) - 7]))
+        single = batched and np.array_equal(whole, logits([1] * len(body)))
+        llm.n_tokens = 0
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        found = self._pass_rows[self._active] = 1 if single else 2 if batched else 0
+        return found
 
     def _greedy(self, tokens: list[int], reused: int, max_tokens: int, stop: str) -> tuple[list[int], int, float]:
         """Greedy decoding, prompt-lookup drafts verified in one pass each: (output, passes, first-token time).
 
         No per-token Python sampling: one argmax per verified position; the stop tag is looked for in the
-        new bytes only. Rejected draft tokens are removed from the KV cache.
+        new bytes only. Rejected draft tokens are removed from the KV cache. Where one-position passes compute
+        other logits than longer ones (``pass_rows`` 2), a pass without a draft still evaluates a second
+        position (a guess), so the output never depends on whether drafts were found.
         """
         llm, lc = self._llm, self._llama_cpp
         vocab = llm._model.vocab
         llm.n_tokens = reused
-        llm.eval(tokens[reused:])
+        self._eval(tokens[reused:])
         nxt = int(np.argmax(self._logits(1)[0]))
         first_at = time.perf_counter()
-        lookup = PromptLookup(tokens, max_draft=self.draft_tokens) if self.draft_tokens > 0 else None
+        lookup = PromptLookup(tokens, max_draft=self.draft_length) if self.draft_length > 0 else None
+        pad = [] if self.pass_rows < 2 else [nxt]  # any token: its logits are not used unless it is right
         stop_b = stop.encode("utf-8")
         out: list[int] = []
         text = b""
@@ -389,6 +496,7 @@ class LlamaEngine:
             if lookup is not None:
                 tail = [*tokens[-lookup.max_ngram :], *out][-lookup.max_ngram :]
                 draft = lookup.draft(tail, max_tokens - len(out) - 1)
+            draft = draft or pad
             base = llm.n_tokens
             predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
             passes += 1
@@ -428,14 +536,15 @@ class LlamaEngine:
             start = time.perf_counter()
             tokens = tokens if tokens is not None else self.tokenize(prompt.text)
             self._check_fits(len(tokens), 1)
+            self._split_invariance()
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
             llm = self._llm
             llm.n_tokens = reused
-            llm.eval(tokens[reused:])
+            self._eval(tokens[reused:])
             logits = np.ctypeslib.as_array(
                 self._llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
             ).copy()
-            self._remember(self._recent, tuple(tokens), self._max_recent)
+            self._live_prompt = tuple(tokens)
             end = time.perf_counter()
         yes = max(logits[t[0]] for t in (self.token_ids("yes"), self.token_ids("Yes")) if t)
         no = max(logits[t[0]] for t in (self.token_ids("no"), self.token_ids("No")) if t)
@@ -451,23 +560,26 @@ class LlamaEngine:
 
     def floor_ms(self, reused: int, evaluated: int, generated: int, adapter: str | None = None) -> float:
         """What llama.cpp alone needs for a turn of these token counts (bench's floor): ``evaluated`` new prompt
-        tokens in one batch after ``reused`` cached ones, then ``generated`` single-token decodes; no sampling,
-        no detokenizing, no Python per token beyond the decode call. Leaves the live context empty."""
+        tokens in one batch after ``reused`` cached ones, then one single-token decode per generated token after
+        the first (the sequential floor: no drafting); no sampling,
+        no detokenizing, no Python per token beyond the decode call. The live context is kept."""
         with self._lock:
             self._use(adapter)
             llm = self._llm
+            live = self._snapshot()  # put back afterwards: the caller's next turn finds its context as it left it
             filler = (self.token_ids(" the") or [0])[:1]
             llm.n_tokens = 0
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
             if reused:
-                llm.eval(filler * reused)
+                self._eval(filler * reused)
             start = time.perf_counter()
-            llm.eval(filler * max(evaluated, 1))
-            for _ in range(generated):
+            self._eval(filler * max(evaluated, 1))
+            for _ in range(generated - 1):  # the prompt's pass gives the first token
                 self._decode(filler)
             elapsed = (time.perf_counter() - start) * 1000
             llm.n_tokens = 0
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            self._restore(live)
             return elapsed
 
     def chat_reply(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.7) -> str:

@@ -99,6 +99,7 @@ class Rewriter:
         self.default_adapter: str | None = next(iter(named)) if len(named) == 1 or adapter is not None else None
         self.temperature = temperature
         self.max_history_turns = max_history_turns
+        self.engine.warm(self.default_adapter)
 
     def _profile(self, name: str | None, metadata: dict[str, str], source: str) -> _Profile:
         fmt = metadata.get(META_PROMPT_VERSION)

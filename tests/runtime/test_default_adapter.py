@@ -73,3 +73,27 @@ def test_readme_main_command_runs_the_bundled_adapter_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert '"decision":"rewritten"' in proc.stdout.replace(" ", "")
+
+
+def test_the_embedded_model_runs_as_a_q8_0_copy_made_once(tmp_path, monkeypatch):
+    """The shipped Q4_1 is requantized once into the cache (a real llama.cpp quantization); a second call, and a
+    fresh process, reuse the copy; an unwritable cache falls back to the shipped file."""
+    from gguf import GGUFReader
+
+    from qr_edge.model_source import CACHE_ENV_VAR, embedded_run_path, is_embedded, resolve_model
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    path = embedded_run_path()
+    assert Path(path).parent == tmp_path / "cache" and resolve_model(None) == path and is_embedded(path)
+    reader = GGUFReader(path)
+    assert {t.tensor_type.name for t in reader.tensors} == {"Q8_0", "F32"}  # every Q4_1 tensor became Q8_0
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(path).name]  # no temp file left
+    made = os.stat(path).st_mtime_ns
+    assert embedded_run_path() == path and os.stat(path).st_mtime_ns == made
+    rw = Rewriter(n_ctx=1024)
+    assert rw.model_path == path and rw.default_adapter == "default"
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv(CACHE_ENV_VAR, str(blocked / "cache"))
+    assert embedded_run_path() == embedded_model_path()

@@ -1,8 +1,12 @@
-"""Prompt-lookup drafting: the draft index, and greedy decoding with drafts on the real embedded model."""
+"""Prompt-lookup drafting: the draft index, and exact greedy decoding with drafts on the real embedded model."""
 
 from __future__ import annotations
 
+import pytest
+
 from qr_edge import Rewriter
+from qr_edge.data.synthetic import RewriteGenerator
+from qr_edge.engine import LlamaEngine
 from qr_edge.lookup import PromptLookup
 
 from ..conftest import CONVERSATION
@@ -17,15 +21,70 @@ def test_draft_follows_the_longest_matching_tail():
     assert PromptLookup([1, 2, 3], max_draft=0).draft([1], limit=5) == []
 
 
-def test_drafting_verifies_several_tokens_per_pass():
-    rw = Rewriter(adapter=None, n_ctx=2048, n_examples=1)
-    messages = [
-        *CONVERSATION[:2],
-        {"role": "user", "content": "Why is NumPy usually much faster than plain Python loops?"},
+@pytest.fixture(scope="module")
+def default_rw() -> Rewriter:
+    """``Rewriter()`` as users get it: the embedded model with the bundled adapter."""
+    return Rewriter(n_ctx=2048)
+
+
+def _golden(n: int) -> list[list[dict[str, str]]]:
+    """Held-out synthetic conversations (entities never in training), English and Chinese."""
+    return [[m.model_dump() for m in r.messages] for r in RewriteGenerator(seed=7, split="golden").generate(n)]
+
+
+def _generate(rw: Rewriter, engine: LlamaEngine, messages: list[dict[str, str]], draft_tokens: int | None):
+    _, prompt, tokens, max_tokens = rw.fit_prompt(messages)
+    engine.draft_tokens = draft_tokens
+    return engine.generate(prompt, max_tokens=max_tokens, tokens=tokens, adapter=rw.default_adapter)
+
+
+def test_drafting_gives_plain_greedy_output_token_for_token(default_rw):
+    """Drafts of any length verified in batched passes give exactly the tokens of one-token-per-pass decoding."""
+    engine = default_rw.engine
+    passes = {0: 0, 3: 0, 8: 0}
+    generated = 0
+    try:
+        for messages in _golden(16):
+            plain = _generate(default_rw, engine, messages, 0)
+            generated += len(plain.tokens)
+            passes[0] += plain.timings.forward_passes
+            for k in (3, 8):
+                drafted = _generate(default_rw, engine, messages, k)
+                assert drafted.tokens == plain.tokens, (k, messages[-1]["content"])
+                passes[k] += drafted.timings.forward_passes
+    finally:
+        engine.draft_tokens = None
+    assert generated > 100
+    if engine.drafting:  # exact here (the split-invariance probe passed): copied tokens share passes
+        assert passes[3] < 0.7 * passes[0] and passes[8] <= passes[3]
+    else:
+        assert passes[3] == passes[0]
+
+
+def test_output_does_not_depend_on_what_the_cache_held(default_rw):
+    """A cold engine and one whose context, saved prefixes and recent prompts split the prompt differently
+    give the same tokens (every pass evaluates at least ``pass_rows`` positions)."""
+    follow = [
+        *CONVERSATION,
+        {"role": "assistant", "content": "Vectorised operations avoid the interpreter."},
+        {"role": "user", "content": "Does it also use several cores?"},
     ]
-    plain = rw.rewrite(messages)
-    assert plain.timings.forward_passes <= plain.timings.generated_tokens
-    rw.engine.draft_tokens = 8
-    drafted = rw.rewrite(messages)
-    t = drafted.timings
-    assert t.generated_tokens > 3 and t.forward_passes < t.generated_tokens - 1  # copied tokens verified in batches
+    warm = default_rw.engine
+    _generate(default_rw, warm, CONVERSATION, None)  # the follow-up reuses this prompt's prefix
+    warm_out = _generate(default_rw, warm, follow, None)
+    assert warm_out.timings.prompt_tokens_reused > 0
+    cold = Rewriter(n_ctx=2048)
+    cold_out = _generate(cold, cold.engine, follow, None)
+    assert cold_out.timings.prompt_tokens_reused == 0
+    assert cold_out.tokens == warm_out.tokens
+
+
+def test_split_invariance_is_probed_once_per_adapter(default_rw):
+    engine = default_rw.engine
+    found = engine._split_invariance()
+    assert found in (0, 1, 2)
+    assert engine.pass_rows == (2 if found == 2 else 1)
+    assert engine.drafting == (found > 0)
+    engine.draft_tokens = 0
+    assert not engine.drafting
+    engine.draft_tokens = None

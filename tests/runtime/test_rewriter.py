@@ -50,7 +50,7 @@ def test_second_call_and_follow_up_reuse_the_prefix(rewriter):
     rewriter.rewrite(CONVERSATION)
     again = rewriter.rewrite(CONVERSATION).timings
     assert (
-        again.prompt_tokens_evaluated <= 1
+        again.prompt_tokens_evaluated <= rewriter.engine.pass_rows  # a pass evaluates at least that many
         and again.prompt_tokens_reused == again.prompt_tokens - again.prompt_tokens_evaluated
     )
     follow = CONVERSATION + [
