@@ -366,7 +366,7 @@ class LlamaEngine:
             if temperature > 0:
                 out, passes, first_at = self._sample(tokens, max_tokens, temperature, stop)
             else:
-                out, passes, first_at = self._greedy(tokens, reused, max_tokens, stop)
+                out, passes, first_at = self._greedy(tokens, reused, max_tokens, stop, prompt.opening)
             self._live_prompt = tuple(tokens) if prompt.stable_prefix else None
             end = time.perf_counter()
             text = self.detokenize(out)
@@ -390,16 +390,20 @@ class LlamaEngine:
         ptr = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -rows)
         return np.ctypeslib.as_array(ptr, shape=(rows, n_vocab))
 
-    def _decode(self, batch: list[int], all_logits: bool = True) -> np.ndarray:
-        """Evaluate ``batch`` after the context in one pass; logits at every position of it, or at the last."""
+    def _decode(self, batch: list[int], outputs: int | None = None) -> np.ndarray:
+        """Evaluate ``batch`` after the context in one pass; logits at its last ``outputs`` positions (None: all)."""
         llm = self._llm
         n_past = llm.n_tokens
+        rows = len(batch) if outputs is None else outputs
         llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=all_logits)
+        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=False)
+        flags = llm._batch.batch.logits
+        for i in range(len(batch) - rows, len(batch)):
+            flags[i] = True
         llm._ctx.decode(llm._batch)
         llm.input_ids[n_past : n_past + len(batch)] = batch
         llm.n_tokens = n_past + len(batch)
-        return self._logits(len(batch) if all_logits else 1)
+        return self._logits(rows)
 
     def _eval(self, tokens: list[int]) -> None:
         """Evaluate prompt tokens in passes of at most ``n_batch``, none shorter than ``pass_rows`` when avoidable."""
@@ -409,7 +413,7 @@ class LlamaEngine:
             end = min(len(tokens), start + n_batch)
             if 0 < len(tokens) - end < keep:
                 end = len(tokens) - keep  # leave the last pass enough positions
-            self._decode(tokens[start:end], all_logits=False)
+            self._decode(tokens[start:end], outputs=1)
             start = end
 
     @property
@@ -446,7 +450,7 @@ class LlamaEngine:
 
         def logits(splits: list[int]) -> np.ndarray:
             llm.n_tokens = 0
-            self._decode(head, all_logits=False)
+            self._decode(head, outputs=1)
             rows, start = [], 0
             for size in splits:
                 rows.append(self._decode(body[start : start + size]).copy())
@@ -461,22 +465,28 @@ class LlamaEngine:
         found = self._pass_rows[self._active] = 1 if single else 2 if batched else 0
         return found
 
-    def _greedy(self, tokens: list[int], reused: int, max_tokens: int, stop: str) -> tuple[list[int], int, float]:
+    def _greedy(
+        self, tokens: list[int], reused: int, max_tokens: int, stop: str, opening: str = ""
+    ) -> tuple[list[int], int, float]:
         """Greedy decoding, prompt-lookup drafts verified in one pass each: (output, passes, first-token time).
 
         No per-token Python sampling: one argmax per verified position; the stop tag is looked for in the
-        new bytes only. Rejected draft tokens are removed from the KV cache. Where one-position passes compute
-        other logits than longer ones (``pass_rows`` 2), a pass without a draft still evaluates a second
-        position (a guess), so the output never depends on whether drafts were found.
+        new bytes only. Rejected draft tokens are removed from the KV cache. The prompt's own pass already
+        verifies a draft of the output's first tokens (``opening``: a rewrite mostly starts as the query
+        does). Where one-position passes compute other logits than longer ones (``pass_rows`` 2), a pass
+        without a draft still evaluates a second position (a guess), so the output never depends on
+        whether drafts were found. ``passes`` counts the forward passes that produced output, the prompt's
+        included (one per token without drafting).
         """
         llm, lc = self._llm, self._llama_cpp
         vocab = llm._model.vocab
-        llm.n_tokens = reused
-        self._eval(tokens[reused:])
-        nxt = int(np.argmax(self._logits(1)[0]))
+        k = self.draft_length
+        lookup = PromptLookup(tokens, max_draft=k) if k > 0 else None
+        padded = self.pass_rows >= 2
+        draft = (self.token_ids(opening)[:k] if k > 0 and opening else []) or ([tokens[-1]] if padded else [])
+        predicted = self._prompt_pass(tokens, reused, draft)
         first_at = time.perf_counter()
-        lookup = PromptLookup(tokens, max_draft=self.draft_length) if self.draft_length > 0 else None
-        pad = [] if self.pass_rows < 2 else [nxt]  # any token: its logits are not used unless it is right
+        base = len(tokens) - 1  # the position of the pass's first row
         stop_b = stop.encode("utf-8")
         out: list[int] = []
         text = b""
@@ -490,16 +500,8 @@ class LlamaEngine:
             text += llm.detokenize([token])
             return stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens
 
-        passes = 0
-        while not emit(nxt):
-            draft = []
-            if lookup is not None:
-                tail = [*tokens[-lookup.max_ngram :], *out][-lookup.max_ngram :]
-                draft = lookup.draft(tail, max_tokens - len(out) - 1)
-            draft = draft or pad
-            base = llm.n_tokens
-            predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
-            passes += 1
+        passes = 1
+        while True:
             accepted = 0
             while accepted < len(draft) and int(predicted[accepted]) == draft[accepted]:
                 accepted += 1
@@ -507,8 +509,31 @@ class LlamaEngine:
                 break
             llm.n_tokens = base + 1 + accepted  # drop the rejected draft tokens (removed from KV at the next decode)
             nxt = int(predicted[accepted])
+            if emit(nxt):
+                break
+            draft = []
+            if lookup is not None:
+                tail = [*tokens[-lookup.max_ngram :], *out][-lookup.max_ngram :]
+                draft = lookup.draft(tail, max_tokens - len(out) - 1)
+            draft = draft or ([nxt] if padded else [])  # any token: its logits are not used unless it is right
+            base = llm.n_tokens
+            predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
+            passes += 1
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         return out, passes, first_at
+
+    def _prompt_pass(self, tokens: list[int], reused: int, draft: list[int]) -> np.ndarray:
+        """Evaluate the prompt after ``reused`` tokens and ``draft`` after it, the end in one pass (earlier
+        chunks when it exceeds ``n_batch``); the argmax at the prompt's last position and at each draft token."""
+        llm = self._llm
+        llm.n_tokens = reused
+        rest = tokens[reused:]
+        split = len(rest) + len(draft) - llm.n_batch
+        if split > 0:
+            split = min(max(split, self.pass_rows), len(rest) - 1)
+            self._eval(rest[:split])
+            rest = rest[split:]
+        return np.argmax(self._decode([*rest, *draft], outputs=1 + len(draft)), axis=1)
 
     def _sample(
         self, tokens: list[int], max_tokens: int, temperature: float, stop: str

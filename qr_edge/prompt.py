@@ -96,6 +96,7 @@ class RenderedPrompt:
     text: str
     stable_prefix: str
     stop: str
+    opening: str = ""  # how the output probably starts (a rewrite, as the query): drafted in the prompt's pass
 
 
 class PromptBuilder:
@@ -150,7 +151,7 @@ class PromptBuilder:
         return history, messages[-1].content
 
     # -- rendering -------------------------------------------------------------------------------
-    def _render(self, system: str, user: str, open_tag: str, stop: str) -> RenderedPrompt:
+    def _render(self, system: str, user: str, open_tag: str, stop: str, opening: str = "") -> RenderedPrompt:
         """One template render per prompt; the stable prefix (everything before the user turn's content) is
         found once per system text by rendering a sentinel user turn, then cached."""
         prefix = self._prefixes.get(system)
@@ -165,11 +166,12 @@ class PromptBuilder:
         chat = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         text = self.template.render(chat, add_generation_prompt=True) + open_tag
         stable = prefix if prefix and text.startswith(prefix) else ""
-        return RenderedPrompt(text=text, stable_prefix=stable, stop=stop)
+        return RenderedPrompt(text=text, stable_prefix=stable, stop=stop, opening=opening)
 
     def rewrite_prompt(self, messages: Sequence[Message]) -> RenderedPrompt:
         history, query = self.split(messages)
-        return self._render(self.system_text(), _query_block(history, query), REWRITE_OPEN, REWRITE_STOP)
+        block = _query_block(history, query)
+        return self._render(self.system_text(), block, REWRITE_OPEN, REWRITE_STOP, opening=xml_escape(query))
 
     def gate_prompt(self, messages: Sequence[Message], question: GateQuestion) -> RenderedPrompt:
         history, query = self.split(messages)

@@ -30,7 +30,7 @@ class Timings(BaseModel):
     prompt_tokens_reused: int = 0
     prompt_tokens_evaluated: int = 0
     generated_tokens: int = 0
-    forward_passes: int = 0  # decode passes while generating; generated_tokens / forward_passes > 1 with drafting
+    forward_passes: int = 0  # passes that produced output, the prompt's included; tokens / passes > 1 with drafting
     model_calls: int = 0
     prompt_ms: float = 0.0
     generation_ms: float = 0.0

@@ -51,7 +51,7 @@ class BenchRow(BaseModel):
     peak_rss_mb: float
     floor_ms: float | None = None  # p50 of what llama.cpp alone needs for each turn's token counts
     efficiency: float | None = None  # median over turns of floor / actual (>= 1.0: at or below the floor)
-    tokens_per_pass: float | None = None  # generated tokens per forward pass (> 1 only with drafting)
+    tokens_per_pass: float | None = None  # generated tokens per forward pass, the prompt's included (1.0 undrafted)
     note: str = ""
 
     @property
