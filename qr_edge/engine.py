@@ -139,7 +139,7 @@ class LlamaEngine:
         #: Prompt-lookup draft length for greedy decoding; None: ``DRAFT_TOKENS`` where drafting is exact
         #: (see ``pass_rows``), 0: one token per forward pass.
         self.draft_tokens = draft_tokens
-        self._pass_rows: dict[str | None, int] = {}
+        self._invariance: dict[str | None, int] = {}  # probe results per adapter
         #: The prompt of the last call, whose state is in the live context and not yet saved (see ``_save_live``).
         self._live_prompt: tuple[int, ...] | None = None
         #: Saved KV states are bounded in bytes too (on a 3B model one state is tens of MB): by default four
@@ -405,16 +405,19 @@ class LlamaEngine:
         llm.n_tokens = n_past + len(batch)
         return self._logits(rows)
 
-    def _eval(self, tokens: list[int]) -> None:
-        """Evaluate prompt tokens in passes of at most ``n_batch``, none shorter than ``pass_rows`` when avoidable."""
-        n_batch, keep = self._llm.n_batch, self.pass_rows
+    def _eval(self, tokens: list[int], outputs: int = 1) -> np.ndarray:
+        """Evaluate ``tokens`` after the context in passes of at most ``n_batch``, none shorter than ``pass_rows``
+        (and the last holding the ``outputs`` positions) when avoidable; the logits at the last ``outputs``."""
+        n_batch, last = self._llm.n_batch, max(self.pass_rows, outputs)
+        logits = np.empty((0, self._llm.n_vocab()), dtype=np.float32)
         start = 0
         while start < len(tokens):
             end = min(len(tokens), start + n_batch)
-            if 0 < len(tokens) - end < keep:
-                end = len(tokens) - keep  # leave the last pass enough positions
-            self._decode(tokens[start:end], outputs=1)
+            if 0 < len(tokens) - end < last:
+                end = len(tokens) - last  # leave the last pass enough positions
+            logits = self._decode(tokens[start:end], outputs=outputs if end == len(tokens) else 1)
             start = end
+        return logits
 
     @property
     def pass_rows(self) -> int:
@@ -441,7 +444,7 @@ class LlamaEngine:
         """1: logits agree bitwise however tokens are split into passes; 2: they agree for passes of two or more
         positions; 0: not even that (drafting stays off). Probed once per adapter: a short text is evaluated in
         one pass, in two-to-three-position passes and in one-position passes, and the logits compared."""
-        found = self._pass_rows.get(self._active)
+        found = self._invariance.get(self._active)
         if found is not None:
             return found
         llm = self._llm
@@ -462,7 +465,7 @@ class LlamaEngine:
         single = batched and np.array_equal(whole, logits([1] * len(body)))
         llm.n_tokens = 0
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        found = self._pass_rows[self._active] = 1 if single else 2 if batched else 0
+        found = self._invariance[self._active] = 1 if single else 2 if batched else 0
         return found
 
     def _greedy(
@@ -484,7 +487,9 @@ class LlamaEngine:
         lookup = PromptLookup(tokens, max_draft=k) if k > 0 else None
         padded = self.pass_rows >= 2
         draft = (self.token_ids(opening)[:k] if k > 0 and opening else []) or ([tokens[-1]] if padded else [])
-        predicted = self._prompt_pass(tokens, reused, draft)
+        llm.n_tokens = reused
+        # the prompt's pass verifies the draft too: logits at its last position and at each draft token
+        predicted = np.argmax(self._eval([*tokens[reused:], *draft], outputs=1 + len(draft)), axis=1)
         first_at = time.perf_counter()
         base = len(tokens) - 1  # the position of the pass's first row
         stop_b = stop.encode("utf-8")
@@ -522,19 +527,6 @@ class LlamaEngine:
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         return out, passes, first_at
 
-    def _prompt_pass(self, tokens: list[int], reused: int, draft: list[int]) -> np.ndarray:
-        """Evaluate the prompt after ``reused`` tokens and ``draft`` after it, the end in one pass (earlier
-        chunks when it exceeds ``n_batch``); the argmax at the prompt's last position and at each draft token."""
-        llm = self._llm
-        llm.n_tokens = reused
-        rest = tokens[reused:]
-        split = len(rest) + len(draft) - llm.n_batch
-        if split > 0:
-            split = min(max(split, self.pass_rows), len(rest) - 1)
-            self._eval(rest[:split])
-            rest = rest[split:]
-        return np.argmax(self._decode([*rest, *draft], outputs=1 + len(draft)), axis=1)
-
     def _sample(
         self, tokens: list[int], max_tokens: int, temperature: float, stop: str
     ) -> tuple[list[int], int, float]:
@@ -563,12 +555,8 @@ class LlamaEngine:
             self._check_fits(len(tokens), 1)
             self._split_invariance()
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
-            llm = self._llm
-            llm.n_tokens = reused
-            self._eval(tokens[reused:])
-            logits = np.ctypeslib.as_array(
-                self._llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
-            ).copy()
+            self._llm.n_tokens = reused
+            logits = self._eval(tokens[reused:])[0].copy()
             self._live_prompt = tuple(tokens)
             end = time.perf_counter()
         yes = max(logits[t[0]] for t in (self.token_ids("yes"), self.token_ids("Yes")) if t)

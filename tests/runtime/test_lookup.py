@@ -79,7 +79,7 @@ def test_output_does_not_depend_on_what_the_cache_held(default_rw):
     assert cold_out.tokens == warm_out.tokens
 
 
-def test_split_invariance_is_probed_once_per_adapter(default_rw):
+def test_split_invariance_sets_pass_rows_and_drafting(default_rw):
     engine = default_rw.engine
     found = engine._split_invariance()
     assert found in (0, 1, 2)
