@@ -10,7 +10,9 @@ Prefix reuse has two layers:
 
 GGUF LoRA adapters are loaded on the one base model (``llama_adapter_lora_init``) and switched per call
 with ``llama_set_adapters_lora``; a KV state computed under one adapter is never reused under another
-(the live context is dropped on a switch and saved states are kept per adapter).
+(the live context is dropped on a switch and saved states are kept per adapter). An adapter can also be
+in the model's weights already (``add_merged_adapter``: the embedded default's run copy); the model then
+runs under it only, and neither the bare base nor other adapters are on it.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ class LoadedAdapter:
 
     name: str
     path: str
-    handle: Any
+    handle: Any  # None for a merged adapter
     metadata: dict[str, str]
+    merged: bool = False  # in the model's weights, not applied at run time
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,20 @@ def _common_prefix(a: Any, b: list[int]) -> int:
         return 0
     diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
     return int(diff[0]) if diff.size else n
+
+
+def cpu_features() -> set[str]:
+    """The CPU features llama.cpp was built for and uses here (``AVX2``, ``AVX512_BF16``...)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    return {
+        name.strip()
+        for part in info.split("|")
+        if "=" in part
+        for name, on in [part.rsplit("=", 1)]
+        if on.strip() == "1"
+    }
 
 
 def requantize(source: str, target: str | os.PathLike[str], type_name: str) -> None:
@@ -166,6 +183,8 @@ class LlamaEngine:
     # -- adapters --------------------------------------------------------------------------------
     def load_adapter(self, name: str, path: str) -> LoadedAdapter:
         """Load a GGUF LoRA adapter on this model (not yet applied). Typed errors for every bad file."""
+        if self.merged_adapter is not None:
+            raise AdapterError(f"adapter {self.merged_adapter!r} is merged into this model: no other adapter joins it")
         if not os.path.isfile(path):
             raise AdapterError(f"adapter file not found: {path}")
         lc = self._llama_cpp
@@ -182,6 +201,22 @@ class LlamaEngine:
             adapter = LoadedAdapter(name=name, path=path, handle=handle, metadata=self._adapter_metadata(handle))
             self.adapters[name] = adapter
         return adapter
+
+    def add_merged_adapter(self, name: str, path: str) -> LoadedAdapter:
+        """Register ``path`` as merged into this model's weights (its metadata read from the file, never applied
+        at run time). The model then runs under it: calls for the bare base or another adapter are refused."""
+        if self.adapters:
+            raise AdapterError("a merged adapter cannot join adapters applied at run time on the same model")
+        loaded = self.load_adapter(name, path)  # validates the file against the model and reads its metadata
+        self._llama_cpp.llama_adapter_lora_free(loaded.handle)
+        merged = self.adapters[name] = LoadedAdapter(name, path, None, loaded.metadata, merged=True)
+        self._active = name
+        return merged
+
+    @property
+    def merged_adapter(self) -> str | None:
+        """The adapter in the model's weights, if any."""
+        return next((a.name for a in self.adapters.values() if a.merged), None)
 
     def _adapter_metadata(self, handle: Any) -> dict[str, str]:
         lc = self._llama_cpp
@@ -201,6 +236,12 @@ class LlamaEngine:
             return
         if adapter is not None and adapter not in self.adapters:
             raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(self.adapters) or 'none'}")
+        if self.merged_adapter is not None:
+            wanted = "the bare base" if adapter is None else f"adapter {adapter!r}"
+            raise AdapterError(
+                f"adapter {self.merged_adapter!r} is merged into {os.path.basename(self.model_path)}, so {wanted} is "
+                "not on this model; build a Rewriter with adapter=None (or adapters=...) to run it"
+            )
         self._save_live()  # into the outgoing adapter's store
         lc, llm = self._llama_cpp, self._llm
         if adapter is None:
@@ -596,6 +637,7 @@ class LlamaEngine:
             return elapsed
 
     def chat_reply(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.7) -> str:
-        """A plain chat answer in the model's template, from the bare base (for trying a conversation out)."""
+        """A plain chat answer in the model's template (for trying a conversation out): from the bare base, or
+        where an adapter is merged into the weights, from the model as loaded."""
         prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop="<|im_end|>")
-        return self.generate(prompt, max_tokens=max_tokens, temperature=temperature).text.strip()
+        return self.generate(prompt, max_tokens, temperature, adapter=self.merged_adapter).text.strip()

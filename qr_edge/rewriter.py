@@ -17,7 +17,7 @@ from .gate import QueryGate
 from .guard import LeakageGuard
 from .messages import Message, MessagesLike, messages_from_queries, parse_messages
 from .model_meta import MAX_HISTORY_TURNS, META_PROMPT_VERSION, PROMPT_FORMATS, output_budget
-from .model_source import bundled_adapter_path, is_embedded, resolve_model
+from .model_source import ENV_VAR, bundled_adapter_path, embedded_merged_path, is_embedded, resolve_model
 from .prompt import PromptBuilder, RenderedPrompt, fit_to_budget
 from .result import Decision, GateVerdict, RewriteResult, Timings
 
@@ -41,7 +41,9 @@ class Rewriter:
     """Rewrites the last user query of a conversation into a standalone query, or keeps it.
 
     One instance holds one model in memory, with any number of GGUF LoRA adapters loaded on it and
-    chosen per call; it may be shared by several threads (calls are serialised).
+    chosen per call; it may be shared by several threads (calls are serialised). Out of the box (the
+    embedded model, the bundled adapter, no others) the adapter is merged into the run copy's weights,
+    so calls for the bare base need ``Rewriter(adapter=None)``.
     """
 
     def __init__(
@@ -64,7 +66,17 @@ class Rewriter:
         max_cache_bytes: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self.model_path = resolve_model(model, hf_file)
+        # Out of the box (the embedded model with the bundled adapter alone) the adapter runs merged into a
+        # copy of the weights: the same model without llama.cpp's run-time LoRA products.
+        bundled = bundled_adapter_path()
+        out_of_the_box = (
+            model is None and not os.environ.get(ENV_VAR) and isinstance(adapter, _Bundled) and not adapters
+        )
+        merged = embedded_merged_path(bundled) if out_of_the_box and bundled else None
+        #: The GGUF file the engine runs (with the default adapter merged in, out of the box).
+        self.model_path = merged or resolve_model(model, hf_file)
+        if isinstance(adapter, _Bundled):
+            adapter = bundled if merged or is_embedded(self.model_path) else None
         self.engine = LlamaEngine(
             self.model_path,
             n_ctx=n_ctx,
@@ -74,8 +86,6 @@ class Rewriter:
             max_cache_bytes=max_cache_bytes,
             verbose=verbose,
         )
-        if isinstance(adapter, _Bundled):
-            adapter = bundled_adapter_path() if is_embedded(self.model_path) else None
         named = {str(k): str(v) for k, v in (adapters or {}).items()}
         if adapter is not None:
             if DEFAULT_ADAPTER_NAME in named:
@@ -92,7 +102,7 @@ class Rewriter:
         base_meta = self.engine.metadata
         self._profiles: dict[str | None, _Profile] = {None: self._profile(None, base_meta, self.engine.name)}
         for name, path in named.items():
-            loaded = self.engine.load_adapter(name, path)
+            loaded = (self.engine.add_merged_adapter if merged else self.engine.load_adapter)(name, path)
             check_adapter(loaded.metadata, base_meta, path)
             self._profiles[name] = self._profile(name, loaded.metadata, path)
         #: The adapter a call uses when it names none: ``adapter=``, else the only one of ``adapters=``, else none.

@@ -97,7 +97,7 @@ def bench(
     path = resolve_model(model)
     err_console.print(f"benchmarking {path} on {machine()}", highlight=False)
     rows = run_bench(
-        path,
+        model,  # None: qr-edge runs Rewriter() out of the box, the other systems the embedded base's run copy
         systems,
         scenarios,
         turns,

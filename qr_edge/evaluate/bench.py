@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from ..adapters import adapter_choice
 from ..data.synthetic import Entity, capitalise, load_pools
+from ..model_source import resolve_model
 
 PEER_PROMPT = (
     "Given the following conversation and a follow up question, "
@@ -127,11 +128,15 @@ def _row(
 
 def _adapter_note(rw: Any) -> str:
     if rw.default_adapter is None:
-        return "no adapter"
-    return "adapter " + os.path.basename(rw.engine.adapters[rw.default_adapter].path)
+        return f"no adapter, {os.path.basename(rw.model_path)}"
+    loaded = rw.engine.adapters[rw.default_adapter]
+    how = "merged into" if loaded.merged else "applied at run time on"
+    return f"adapter {os.path.basename(loaded.path)} {how} {os.path.basename(rw.model_path)}"
 
 
-def _bench_qr_edge(model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]) -> list[BenchRow]:
+def _bench_qr_edge(
+    model: str | None, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
+) -> list[BenchRow]:
     from ..rewriter import Rewriter
 
     start = time.perf_counter()
@@ -181,9 +186,12 @@ def _history_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(f"{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in messages[:-1])
 
 
-def _bench_peer(model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]) -> list[BenchRow]:
+def _bench_peer(
+    model: str | None, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
+) -> list[BenchRow]:
     import llama_cpp
 
+    model = resolve_model(model)  # the bare base (for the embedded default, its run copy without the adapter)
     start = time.perf_counter()
     llm = llama_cpp.Llama(
         model_path=model,
@@ -220,7 +228,7 @@ def _bench_peer(model: str, scenarios: list[str], turns: int, repeat: int, opts:
 
 
 def _bench_transformers(
-    model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
+    model: str | None, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
 ) -> list[BenchRow]:
     try:
         import torch
@@ -243,6 +251,7 @@ def _bench_transformers(
     from ..rewriter import Rewriter
 
     # for the prompt and the tokenizer only; transformers runs the bare base, so the prompt is the bare base's
+    model = resolve_model(model)
     rw = Rewriter(model, adapter=None, n_examples=opts.get("n_examples"), n_ctx=4096)
 
     class StopAtClosingTag(StoppingCriteria):
@@ -300,7 +309,7 @@ SYSTEMS = {"qr-edge": _bench_qr_edge, "peer": _bench_peer, "transformers": _benc
 
 
 def _child(
-    system: str, model: str, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any], queue: Any
+    system: str, model: str | None, scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any], queue: Any
 ) -> None:
     try:
         queue.put([r.model_dump() for r in SYSTEMS[system](model, scenarios, turns, repeat, opts)])
@@ -315,7 +324,7 @@ def _failed_row(system: str, scenario: str, why: str) -> BenchRow:
 
 
 def run_bench(
-    model: str, systems: list[str], scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
+    model: str | None, systems: list[str], scenarios: list[str], turns: int, repeat: int, opts: dict[str, Any]
 ) -> list[BenchRow]:
     ctx = mp.get_context("spawn")
     rows: list[BenchRow] = []

@@ -271,6 +271,7 @@ class BatchRequest(BaseModel):
 class AdapterInfo(BaseModel):
     name: str
     file: str
+    merged: bool = Field(False, description="in the model's weights: the bare model is then not available")
 
 
 class ErrorDetail(BaseModel):
@@ -492,7 +493,7 @@ def create_app(
             model=rewriter.engine.name,
             file=os.path.basename(rewriter.model_path),
             adapters=[
-                AdapterInfo(name=name, file=os.path.basename(loaded.path))
+                AdapterInfo(name=name, file=os.path.basename(loaded.path), merged=loaded.merged)
                 for name, loaded in rewriter.engine.adapters.items()
             ],
             default_adapter=rewriter.default_adapter,

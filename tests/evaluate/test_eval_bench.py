@@ -110,6 +110,7 @@ def test_bench_command_runs_on_a_tiny_input(tmp_path):
     assert [(r["system"], r["rewrites"]) for r in rows] == [("qr-edge", 1), ("floor", 1), ("peer", 1)]
     ours, floor = rows[0], rows[1]
     assert ours["p50_ms"] > 0 and ours["peak_rss_mb"] > 0
+    assert "merged into" in ours["note"]  # without --model: Rewriter() as users get it
     # the floor is llama.cpp alone for the same token counts, measured in the same process
     assert 0 < floor["p50_ms"] == ours["floor_ms"] and ours["efficiency"] == round(ours["floor_ms"] / ours["p50_ms"], 2)
     assert (

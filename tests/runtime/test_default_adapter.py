@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qr_edge import Decision, Rewriter
+from qr_edge.data.synthetic import RewriteGenerator
 from qr_edge.model_meta import COMPACT_PROMPT_FORMAT
 from qr_edge.model_source import BUNDLED_ADAPTER, bundled_adapter_path, embedded_model_path
 
@@ -75,25 +76,81 @@ def test_readme_main_command_runs_the_bundled_adapter_without_torch():
     assert '"decision":"rewritten"' in proc.stdout.replace(" ", "")
 
 
-def test_the_embedded_model_runs_as_a_q8_0_copy_made_once(tmp_path, monkeypatch):
-    """The shipped Q4_1 is requantized once into the cache (a real llama.cpp quantization); a second call, and a
-    fresh process, reuse the copy; an unwritable cache falls back to the shipped file."""
+def test_the_embedded_model_runs_as_a_run_copy_made_once(tmp_path, monkeypatch):
+    """The shipped Q4_1 is requantized once into the cache (a real llama.cpp quantization, BF16 where the CPU
+    multiplies bfloat16 natively, else Q8_0); a second call reuses the copy; an unwritable cache falls back to the
+    shipped file."""
     from gguf import GGUFReader
 
-    from qr_edge.model_source import CACHE_ENV_VAR, embedded_run_path, is_embedded, resolve_model
+    from qr_edge.model_source import CACHE_ENV_VAR, embedded_run_path, is_embedded, resolve_model, run_type
 
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # copies an earlier install made: the plain one is replaced, the merged one is another kind and stays
+    stale = cache / f"SmolLM2-135M-Instruct.{run_type()}.1a-2b.gguf"
+    other_kind = cache / f"SmolLM2-135M-Instruct.{run_type()}.1a-2b+smollm2-135m-rewrite.3c-4d.gguf"
+    stale.write_bytes(b"old")
+    other_kind.write_bytes(b"old")
     path = embedded_run_path()
-    assert Path(path).parent == tmp_path / "cache" and resolve_model(None) == path and is_embedded(path)
+    assert Path(path).parent == cache and resolve_model(None) == path and is_embedded(path)
+    assert run_type() in Path(path).name
     reader = GGUFReader(path)
-    assert {t.tensor_type.name for t in reader.tensors} == {"Q8_0", "F32"}  # every Q4_1 tensor became Q8_0
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(path).name]  # no temp file left
+    assert {t.tensor_type.name for t in reader.tensors} == {run_type(), "F32"}  # every Q4_1 tensor requantized
+    assert sorted(p.name for p in cache.iterdir()) == sorted([Path(path).name, other_kind.name])  # no temp file
     made = os.stat(path).st_mtime_ns
     assert embedded_run_path() == path and os.stat(path).st_mtime_ns == made
-    rw = Rewriter(n_ctx=1024)
-    assert rw.model_path == path and rw.default_adapter == "default"
+    assert Rewriter(adapter=None, n_ctx=1024).model_path == path
 
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     monkeypatch.setenv(CACHE_ENV_VAR, str(blocked / "cache"))
     assert embedded_run_path() == embedded_model_path()
+
+
+def test_out_of_the_box_the_adapter_is_merged_into_the_run_copy(tmp_path, monkeypatch):
+    """``Rewriter()`` loads a run copy with the bundled adapter merged into its weights (made once, no temp file
+    left), and rewrites as the adapter applied at run time does; calls for the bare base are refused with a
+    typed error; an unwritable cache falls back to the adapter applied at run time on the shipped file."""
+    from gguf import GGUFReader
+
+    from qr_edge.engine import cpu_features
+    from qr_edge.errors import AdapterError
+    from qr_edge.lora_merge import META_MERGED_ADAPTER
+    from qr_edge.model_source import CACHE_ENV_VAR, embedded_run_path, run_type
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    merged = Rewriter(n_ctx=2048)
+    assert merged.engine.adapters["default"].merged and merged.engine.merged_adapter == "default"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(merged.model_path).name]
+    reader = GGUFReader(merged.model_path)
+    assert reader.fields[META_MERGED_ADAPTER].contents() == BUNDLED_ADAPTER
+    assert {t.tensor_type.name for t in reader.tensors} == {run_type(), "F32"}
+    assert run_type() == ("BF16" if "AVX512_BF16" in cpu_features() else "Q8_0")
+    assert Rewriter(n_ctx=1024).model_path == merged.model_path  # made once
+
+    runtime = Rewriter(embedded_run_path(), n_ctx=2048)  # a model named explicitly: the adapter runs at run time
+    assert not runtime.engine.adapters["default"].merged and runtime.default_adapter == "default"
+    golden = [[m.model_dump() for m in r.messages] for r in RewriteGenerator(seed=7, split="golden").generate(16)]
+    same = sum(merged.rewrite(m).rewrite == runtime.rewrite(m).rewrite for m in golden)
+    assert same >= 15, same  # the same model up to rounding: near-tie tokens may flip, almost never
+
+    with pytest.raises(AdapterError, match="merged"):
+        merged.rewrite(CONVERSATION, adapter=None)
+    with pytest.raises(AdapterError, match="merged"):
+        merged.engine.load_adapter("other", bundled_adapter_path())
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv(CACHE_ENV_VAR, str(blocked / "cache"))
+    fallback = Rewriter(n_ctx=1024)
+    assert fallback.model_path == embedded_model_path() and not fallback.engine.adapters["default"].merged
+    assert fallback.rewrite(CONVERSATION).decision == Decision.REWRITTEN
+
+
+def test_merging_refuses_a_file_that_is_no_lora_adapter(tmp_path):
+    from qr_edge.errors import AdapterError
+    from qr_edge.lora_merge import merge_lora
+
+    with pytest.raises(AdapterError, match="not a GGUF LoRA adapter"):
+        merge_lora(embedded_model_path(), embedded_model_path(), tmp_path / "out.gguf")

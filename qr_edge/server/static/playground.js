@@ -50,8 +50,10 @@ async function loadModels() {
     $("model").textContent = data.model + (data.default_adapter ? " + " + data.default_adapter : "");
     const select = $("adapter");
     select.innerHTML = "";
-    const options = [["(default)", "__default__"], ["(none: bare model)", "__none__"]];
-    for (const a of data.adapters) options.push([a.name, a.name]);
+    // an adapter merged into the weights (the embedded default) leaves no bare model to pick
+    const merged = data.adapters.some((a) => a.merged);
+    const options = merged ? [["(default)", "__default__"]] : [["(default)", "__default__"], ["(none: bare model)", "__none__"]];
+    for (const a of data.adapters) options.push([a.merged ? a.name + " (merged)" : a.name, a.name]);
     for (const [label, value] of options) {
       const opt = document.createElement("option");
       opt.textContent = label;
