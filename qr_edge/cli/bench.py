@@ -62,7 +62,9 @@ def markdown(rows: list[BenchRow], model: str, command: str) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_fmt(getattr(r, c)) for c in COLUMNS) + " |\n" for r in rows)
     ratios = "".join(f"- {line}\n" for line in speedups(rows))
-    return f"# Benchmarks\n\nMachine: {machine()}\n\nModel: `{model}`\n\nCommand: `{command}`\n\n{head}{body}\n{ratios}"
+    merged = next((r.note.split(" merged into ", 1)[1].split(",")[0] for r in rows if " merged into " in r.note), None)
+    where = f"`{model}`" + (f"; qr-edge ran `{merged}`, its copy with the adapter merged in" if merged else "")
+    return f"# Benchmarks\n\nMachine: {machine()}\n\nModel: {where}\n\nCommand: `{command}`\n\n{head}{body}\n{ratios}"
 
 
 def bench(

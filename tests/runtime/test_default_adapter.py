@@ -154,3 +154,19 @@ def test_merging_refuses_a_file_that_is_no_lora_adapter(tmp_path):
 
     with pytest.raises(AdapterError, match="not a GGUF LoRA adapter"):
         merge_lora(embedded_model_path(), embedded_model_path(), tmp_path / "out.gguf")
+
+
+def test_without_native_bfloat16_the_run_copy_is_q8_0(tmp_path, monkeypatch):
+    """On a CPU without AVX512-BF16 (AVX2-only laptops) BF16 would run slowly: the copy is Q8_0 there."""
+    from gguf import GGUFReader
+
+    from qr_edge import engine
+    from qr_edge.model_source import CACHE_ENV_VAR, run_type
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(engine, "cpu_features", lambda: {"AVX", "AVX2", "FMA", "F16C"})
+    assert run_type() == "Q8_0"
+    rw = Rewriter(n_ctx=1024)
+    assert ".Q8_0." in Path(rw.model_path).name and rw.engine.adapters["default"].merged
+    assert {t.tensor_type.name for t in GGUFReader(rw.model_path).tensors} == {"Q8_0", "F32"}
+    assert rw.rewrite(CONVERSATION).decision == Decision.REWRITTEN
