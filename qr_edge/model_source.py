@@ -3,7 +3,7 @@
 The embedded default is shipped as Q4_1, a type llama.cpp multiplies with vector kernels even for many
 positions at once, so prompts and draft-verify passes cost ~1.5-2x what they cost at Q8_0. So the runtime
 loads a run copy made once by llama.cpp's quantizer into the user's cache (a few seconds): BF16 where the
-CPU multiplies bfloat16 natively (AVX512-BF16: prompts ~1.4x faster than Q8_0 there), else Q8_0. With the
+CPU multiplies bfloat16 natively (AVX512-BF16: rewrites ~1.35x faster than at Q8_0 there), else Q8_0. With the
 bundled adapter and nothing else, the copy has the adapter merged into its weights (``lora_merge``), which
 saves llama.cpp's run-time LoRA products (another ~1.25x). Where no cache can be written the shipped file
 runs as is, with the adapter applied at run time.
@@ -119,7 +119,7 @@ def embedded_merged_path(adapter: str) -> str | None:
                 merge_lora(source, adapter, merged)
                 requantize(str(merged), outputs.reserve(target), run_type())
                 outputs.commit()
-        except (OSError, ImportError, QrEdgeError):
+        except (OSError, ImportError, ValueError, KeyError, QrEdgeError):  # gguf-py: ValueError/KeyError on bad files
             return None
         _remove_older(target, source, adapter)
     return str(target)
