@@ -100,7 +100,10 @@ class Rewriter:
         self._n_examples = n_examples
         self._example_order = example_order
         base_meta = self.engine.metadata
-        self._profiles: dict[str | None, _Profile] = {None: self._profile(None, base_meta, self.engine.name)}
+        # the bare base is not on a model with the adapter merged into its weights
+        self._profiles: dict[str | None, _Profile] = (
+            {} if merged else {None: self._profile(None, base_meta, self.engine.name)}
+        )
         for name, path in named.items():
             loaded = (self.engine.add_merged_adapter if merged else self.engine.load_adapter)(name, path)
             check_adapter(loaded.metadata, base_meta, path)
@@ -133,6 +136,11 @@ class Rewriter:
 
     def _select(self, adapter: str | None | _Bundled) -> _Profile:
         name = self.default_adapter if isinstance(adapter, _Bundled) else adapter
+        if name is None and self.engine.merged_adapter is not None:
+            raise AdapterError(
+                f"the bare base is not on this rewriter: adapter {self.engine.merged_adapter!r} is merged into "
+                f"{os.path.basename(self.model_path)}; build a Rewriter with adapter=None to run the base"
+            )
         if name not in self._profiles:
             raise AdapterError(
                 f"no adapter named {name!r} is loaded; loaded: {', '.join(self.adapter_names) or 'none'}"

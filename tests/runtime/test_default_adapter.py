@@ -11,6 +11,7 @@ import pytest
 
 from qr_edge import Decision, Rewriter
 from qr_edge.data.synthetic import RewriteGenerator
+from qr_edge.errors import AdapterError
 from qr_edge.model_meta import COMPACT_PROMPT_FORMAT
 from qr_edge.model_source import BUNDLED_ADAPTER, bundled_adapter_path, embedded_model_path
 
@@ -42,8 +43,9 @@ def test_bundled_adapter_ships_in_the_package_and_fits_the_embedded_base(default
 def test_default_rewrites_a_follow_up(default):
     res = default.rewrite(CONVERSATION)
     assert res.decision == Decision.REWRITTEN and "numpy" in res.rewrite.lower(), res
-    # the same conversation under the bare base is a different prompt (full task + examples)
-    assert default.render_prompt(CONVERSATION, adapter=None) != default.render_prompt(CONVERSATION)
+    # the bare base is not on it: the adapter is merged into the run copy's weights
+    with pytest.raises(AdapterError, match="bare base"):
+        default.render_prompt(CONVERSATION, adapter=None)
 
 
 def test_default_keeps_a_standalone_query(default):
@@ -115,7 +117,6 @@ def test_out_of_the_box_the_adapter_is_merged_into_the_run_copy(tmp_path, monkey
     from gguf import GGUFReader
 
     from qr_edge.engine import cpu_features
-    from qr_edge.errors import AdapterError
     from qr_edge.lora_merge import META_MERGED_ADAPTER
     from qr_edge.model_source import CACHE_ENV_VAR, embedded_run_path, run_type
 
@@ -137,6 +138,11 @@ def test_out_of_the_box_the_adapter_is_merged_into_the_run_copy(tmp_path, monkey
 
     with pytest.raises(AdapterError, match="merged"):
         merged.rewrite(CONVERSATION, adapter=None)
+    # the merged file describes itself (the adapter's prompt format and examples), as convert's merged exports do
+    plain = Rewriter(merged.model_path, n_ctx=2048)
+    assert plain.default_adapter is None and plain.builder.compact and plain.examples == []
+    assert reader.fields["qr_edge.prompt_format_version"].contents() == COMPACT_PROMPT_FORMAT
+    assert plain.rewrite(golden[0]).rewrite == merged.rewrite(golden[0]).rewrite
     with pytest.raises(AdapterError, match="merged"):
         merged.engine.load_adapter("other", bundled_adapter_path())
 
@@ -149,7 +155,6 @@ def test_out_of_the_box_the_adapter_is_merged_into_the_run_copy(tmp_path, monkey
 
 
 def test_merging_refuses_a_file_that_is_no_lora_adapter(tmp_path):
-    from qr_edge.errors import AdapterError
     from qr_edge.lora_merge import merge_lora
 
     with pytest.raises(AdapterError, match="not a GGUF LoRA adapter"):
