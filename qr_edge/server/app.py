@@ -300,7 +300,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 class ModelsResponse(BaseModel):
     model: str = Field(description="the base model's name")
-    file: str = Field(description="the base model's GGUF file name")
+    file: str = Field(
+        description="the GGUF file the model runs from (out of the box: the run copy with the adapter merged in)"
+    )
     adapters: list[AdapterInfo]
     default_adapter: str | None = Field(description="the adapter a request that names none runs under")
     prompt_format: str = Field(description="the prompt format of the default adapter (or the bare model)")
