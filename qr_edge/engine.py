@@ -218,6 +218,17 @@ class LlamaEngine:
         """The adapter in the model's weights, if any."""
         return next((a.name for a in self.adapters.values() if a.merged), None)
 
+    def check_not_merged(self, adapter: str | None) -> None:
+        """Raise ``AdapterError`` when ``adapter`` (None: the bare base) cannot run because another adapter is merged
+        into the model's weights."""
+        merged = self.merged_adapter
+        if merged is not None and adapter != merged:
+            wanted = "the bare base" if adapter is None else f"adapter {adapter!r}"
+            raise AdapterError(
+                f"adapter {merged!r} is merged into {os.path.basename(self.model_path)}, so {wanted} is not on this "
+                "model; build a Rewriter with adapter=None (or adapters=...) to run it"
+            )
+
     def _adapter_metadata(self, handle: Any) -> dict[str, str]:
         lc = self._llama_cpp
         buf = ctypes.create_string_buffer(4096)
@@ -236,12 +247,7 @@ class LlamaEngine:
             return
         if adapter is not None and adapter not in self.adapters:
             raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(self.adapters) or 'none'}")
-        if self.merged_adapter is not None:
-            wanted = "the bare base" if adapter is None else f"adapter {adapter!r}"
-            raise AdapterError(
-                f"adapter {self.merged_adapter!r} is merged into {os.path.basename(self.model_path)}, so {wanted} is "
-                "not on this model; build a Rewriter with adapter=None (or adapters=...) to run it"
-            )
+        self.check_not_merged(adapter)
         self._save_live()  # into the outgoing adapter's store
         lc, llm = self._llama_cpp, self._llm
         if adapter is None:

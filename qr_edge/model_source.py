@@ -160,16 +160,21 @@ def download_from_hub(repo_id: str, filename: str) -> str:
         ) from None
 
 
+def wants_embedded(model: str | os.PathLike[str] | None) -> bool:
+    """Whether ``model`` names the embedded default: no model given and ``$QR_EDGE_MODEL`` unset."""
+    return model is None and not os.environ.get(ENV_VAR)
+
+
 def resolve_model(model: str | os.PathLike[str] | None = None, hf_file: str | None = None) -> str:
     """Return a local GGUF path.
 
     ``model`` is a file path, or with ``hf_file`` a hub repo id. ``None`` means ``$QR_EDGE_MODEL`` if set,
     else the embedded default (its run copy: ``embedded_run_path``).
     """
+    if wants_embedded(model):
+        return embedded_run_path()
     if model is None:
-        model = os.environ.get(ENV_VAR) or None
-        if model is None:
-            return embedded_run_path()
+        model = os.environ[ENV_VAR]
     model = str(model)
     if hf_file:
         return download_from_hub(model, hf_file)

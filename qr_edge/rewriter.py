@@ -17,7 +17,7 @@ from .gate import QueryGate
 from .guard import LeakageGuard
 from .messages import Message, MessagesLike, messages_from_queries, parse_messages
 from .model_meta import MAX_HISTORY_TURNS, META_PROMPT_VERSION, PROMPT_FORMATS, output_budget
-from .model_source import ENV_VAR, bundled_adapter_path, embedded_merged_path, is_embedded, resolve_model
+from .model_source import bundled_adapter_path, embedded_merged_path, is_embedded, resolve_model, wants_embedded
 from .prompt import PromptBuilder, RenderedPrompt, fit_to_budget
 from .result import Decision, GateVerdict, RewriteResult, Timings
 
@@ -69,9 +69,7 @@ class Rewriter:
         # Out of the box (the embedded model with the bundled adapter alone) the adapter runs merged into a
         # copy of the weights: the same model without llama.cpp's run-time LoRA products.
         bundled = bundled_adapter_path()
-        out_of_the_box = (
-            model is None and not os.environ.get(ENV_VAR) and isinstance(adapter, _Bundled) and not adapters
-        )
+        out_of_the_box = wants_embedded(model) and isinstance(adapter, _Bundled) and not adapters
         merged = embedded_merged_path(bundled) if out_of_the_box and bundled else None
         #: The GGUF file the engine runs (with the default adapter merged in, out of the box).
         self.model_path = merged or resolve_model(model, hf_file)
@@ -136,11 +134,8 @@ class Rewriter:
 
     def _select(self, adapter: str | None | _Bundled) -> _Profile:
         name = self.default_adapter if isinstance(adapter, _Bundled) else adapter
-        if name is None and self.engine.merged_adapter is not None:
-            raise AdapterError(
-                f"the bare base is not on this rewriter: adapter {self.engine.merged_adapter!r} is merged into "
-                f"{os.path.basename(self.model_path)}; build a Rewriter with adapter=None to run the base"
-            )
+        if name is None:
+            self.engine.check_not_merged(None)  # a model with the adapter merged in has no bare-base profile
         if name not in self._profiles:
             raise AdapterError(
                 f"no adapter named {name!r} is loaded; loaded: {', '.join(self.adapter_names) or 'none'}"

@@ -62,8 +62,11 @@ def markdown(rows: list[BenchRow], model: str, command: str) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_fmt(getattr(r, c)) for c in COLUMNS) + " |\n" for r in rows)
     ratios = "".join(f"- {line}\n" for line in speedups(rows))
-    merged = next((r.note.split(" merged into ", 1)[1].split(",")[0] for r in rows if " merged into " in r.note), None)
-    where = f"`{model}`" + (f"; qr-edge ran `{merged}`, its copy with the adapter merged in" if merged else "")
+    ours = next((r.model_file for r in rows if r.system == "qr-edge" and r.model_file), Path(model).name)
+    # out of the box qr-edge runs another file than the others: the run copy with the adapter merged in
+    where = f"`{model}`" + (
+        f"; qr-edge ran `{ours}`, its copy with the adapter merged in" if ours != Path(model).name else ""
+    )
     return f"# Benchmarks\n\nMachine: {machine()}\n\nModel: {where}\n\nCommand: `{command}`\n\n{head}{body}\n{ratios}"
 
 

@@ -53,6 +53,9 @@ class BenchRow(BaseModel):
     floor_ms: float | None = None  # p50 of what llama.cpp alone needs for each turn's token counts
     efficiency: float | None = None  # median over turns of floor / actual (>= 1.0: at or below the floor)
     tokens_per_pass: float | None = None  # generated tokens per forward pass, the prompt's included (1.0 undrafted)
+    model_file: str = (
+        ""  # the GGUF file the system ran (qr-edge out of the box: the run copy with the adapter merged in)
+    )
     note: str = ""
 
     @property
@@ -174,6 +177,7 @@ def _bench_qr_edge(
         )
         note = f"{_adapter_note(rw)}, {len(rw.examples)} few-shot examples, {decoding}"
         row = _row("qr-edge", scenario, ms, load_s, ev, re_, gen, gen_s, note=note)
+        row.model_file = os.path.basename(rw.model_path)
         row.floor_ms = round(statistics.median(floors), 1)
         row.efficiency = round(statistics.median(f / m for f, m in zip(floors, ms, strict=True)), 2)
         row.tokens_per_pass = round(sum(gen) / passes, 2) if passes else None
