@@ -154,11 +154,20 @@ def test_out_of_the_box_the_adapter_is_merged_into_the_run_copy(tmp_path, monkey
     assert fallback.rewrite(CONVERSATION).decision == Decision.REWRITTEN
 
 
-def test_merging_refuses_a_file_that_is_no_lora_adapter(tmp_path):
+def test_merging_refuses_a_file_that_is_no_lora_adapter(tmp_path, monkeypatch):
+    """A model file is refused with AdapterError; a corrupt file makes no merged copy (None: the caller applies
+    the adapter at run time) and leaves nothing in the cache."""
     from qr_edge.lora_merge import merge_lora
+    from qr_edge.model_source import CACHE_ENV_VAR, embedded_merged_path
 
     with pytest.raises(AdapterError, match="not a GGUF LoRA adapter"):
         merge_lora(embedded_model_path(), embedded_model_path(), tmp_path / "out.gguf")
+    assert not (tmp_path / "out.gguf").exists()
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    corrupt = tmp_path / "corrupt.lora.gguf"
+    corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 8)
+    assert embedded_merged_path(str(corrupt)) is None
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_without_native_bfloat16_the_run_copy_is_q8_0(tmp_path, monkeypatch):

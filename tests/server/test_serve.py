@@ -245,3 +245,23 @@ def test_cli_serves_with_the_key_from_the_environment():
         proc.terminate()
         _, stderr = proc.communicate(timeout=30)
     assert "Traceback" not in stderr and "qr-edge serve:" in stderr
+
+
+def test_out_of_the_box_the_server_says_the_adapter_is_merged_and_refuses_the_bare_model():
+    """`qr-edge serve` with no model: /v1/models marks the bundled adapter merged; a request for the bare model gets
+    a typed 422 (AdapterError), not a traceback; the default still rewrites."""
+    from qr_edge import Rewriter
+    from qr_edge.server import RewriterPool
+
+    pool = RewriterPool([Rewriter(n_ctx=2048, n_threads=1)])
+    with serving(create_app(pool, timeout_s=600)) as c:
+        models = c.get("/v1/models").json()
+        assert (
+            models["adapters"] == [{"name": "default", "file": "smollm2-135m-rewrite.lora.gguf", "merged": True}]
+            and models["default_adapter"] == "default"
+        )
+        assert "+smollm2-135m-rewrite" in models["file"]
+        error = error_of(c.post("/v1/rewrite", json={"messages": CONVERSATION, "adapter": None}), 422)
+        assert error["type"] == "AdapterError" and "bare base" in error["message"]
+        ok = c.post("/v1/rewrite", json={"messages": CONVERSATION})
+        assert ok.status_code == 200 and ok.json()["decision"] == "rewritten", ok.text
