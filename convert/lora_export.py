@@ -35,7 +35,16 @@ from qr_edge.model_meta import (
 from .arch import get_arch
 from .errors import ConvertError, VerificationError
 from .report import AdapterExportReport, ConvertOptions
-from .source import AdapterInfo, BaseInfo, check_compatible, file_sha256, inspect_adapter, inspect_base, load_base
+from .source import (
+    LINEAR_MODULES,
+    AdapterInfo,
+    BaseInfo,
+    check_compatible,
+    file_sha256,
+    inspect_adapter,
+    inspect_base,
+    load_base,
+)
 from .verify import PROBES, compare, gguf_logits, gguf_tokenizer, hf_logits
 
 _ARCH_ENUM = {name: arch for arch, name in gguf.MODEL_ARCH_NAMES.items()}
@@ -109,6 +118,45 @@ def write_lora_gguf(path: Path, base: BaseInfo, adapter: AdapterInfo, config: An
     finally:
         writer.close()
     return len(pairs)
+
+
+def read_lora_gguf(path: Path, base: BaseInfo, config: Any) -> tuple[dict[str, dict[str, np.ndarray]], float]:
+    """The inverse of ``write_lora_gguf``: ``{hf module name: {"A": r x in, "B": out x r}}`` and the alpha.
+
+    ``qr-edge train --init-adapter`` continues a shipped GGUF LoRA from here. The architecture's row
+    transform is undone by its own permutation (the transform applied to the row indices, inverted), so
+    no architecture needs a second, inverse function.
+    """
+    spec = get_arch(base.model_type)
+    name_map = gguf.get_tensor_name_map(_ARCH_ENUM[spec.gguf_arch], base.num_layers)
+    try:
+        reader = gguf.GGUFReader(path)
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"cannot read {path} as a GGUF LoRA: {exc}") from None
+    field = reader.get_field(gguf.Keys.Adapter.LORA_ALPHA)
+    if field is None:
+        raise ConvertError(f"{path} is not a GGUF LoRA adapter (no {gguf.Keys.Adapter.LORA_ALPHA})")
+    alpha = float(field.parts[field.data[0]][0])
+    hf_names = {}
+    for layer in range(base.num_layers):
+        for group in ("self_attn", "mlp"):
+            for module in LINEAR_MODULES:
+                hf = f"model.layers.{layer}.{group}.{module}"
+                new = name_map.get_name(hf + ".weight", try_suffixes=(".weight",))
+                if new is not None:
+                    hf_names[new] = hf
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for tensor in reader.tensors:
+        gguf_name, _, ab = tensor.name.rpartition(".lora_")
+        if ab not in ("a", "b") or gguf_name not in hf_names:
+            raise ConvertError(f"{path}: tensor {tensor.name} is not a LoRA weight of a {base.model_type} base")
+        value = np.array(tensor.data, dtype=np.float32).reshape([int(d) for d in reversed(tensor.shape)])
+        if ab == "b":
+            rows = np.arange(value.shape[0], dtype=np.float64)[:, None]
+            perm = spec.transform(hf_names[gguf_name] + ".weight", rows, config)[:, 0].astype(np.int64)
+            value = value[np.argsort(perm)]
+        pairs.setdefault(hf_names[gguf_name], {})[ab.upper()] = value
+    return pairs, alpha
 
 
 def export_adapter(options: ConvertOptions, progress: Any | None = None) -> AdapterExportReport:

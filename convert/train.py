@@ -61,6 +61,7 @@ class TrainOptions(BaseModel):
     bf16: str = "auto"  # auto: bf16 autocast only where the CPU has native bf16 (AVX512-BF16 / AMX); on | off
     threads: int | None = None
     benchmark: int | None = None  # run this many steps, report throughput and the projected time, save nothing
+    init_adapter: str | None = None  # a GGUF LoRA (the shipped adapter) to continue from instead of zeros
 
 
 class TrainReport(BaseModel):
@@ -285,7 +286,8 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     examples = build_examples(records, builder, tok, options.max_len, options.gate_ratio, options.seed)
     if not examples:
         raise ConvertError(f"no example fits --max-len {options.max_len} tokens (prompt + rewrite); raise --max-len")
-    if options.resume and (ckpt / "adapter_config.json").is_file():
+    resuming = options.resume and (ckpt / "adapter_config.json").is_file()
+    if resuming:
         model = PeftModel.from_pretrained(model, ckpt, is_trainable=True)
     else:
         cfg = LoraConfig(
@@ -297,6 +299,8 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, cfg)
+        if options.init_adapter:
+            _init_from_gguf(model, Path(options.init_adapter), base, options)
     model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -380,6 +384,7 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         "steps": total,
         "examples": len(examples),
         "train_seconds": round(seconds, 1),
+        **({"init_adapter": Path(options.init_adapter).name} if options.init_adapter else {}),
     }
     if not options.benchmark:
         if dev:
@@ -399,6 +404,34 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         dataset_sha256=meta["dataset_sha256"],
         **rate,
     )
+
+
+def _init_from_gguf(model: Any, path: Path, base: Any, options: TrainOptions) -> None:
+    """Start from a GGUF LoRA's weights (same rank, alpha and targets), so a run continues a shipped adapter."""
+    import torch
+
+    from .lora_export import read_lora_gguf
+
+    if not options.lora:
+        raise ConvertError("--init-adapter continues a GGUF LoRA: train with --lora")
+    pairs, alpha = read_lora_gguf(path, base, model.config)
+    if alpha != options.alpha:
+        raise ConvertError(f"{path} has alpha {alpha:g}; train with --alpha {alpha:g}")
+    params = dict(model.named_parameters())
+    loaded = 0
+    for hf_name, ab in pairs.items():
+        if hf_name.rsplit(".", 1)[-1] not in options.targets:
+            raise ConvertError(f"{path} adapts {hf_name}, which --targets leaves out")
+        for side, value in ab.items():
+            key = f"base_model.model.{hf_name}.lora_{side}.default.weight"
+            if key not in params or tuple(params[key].shape) != value.shape:
+                got = tuple(params[key].shape) if key in params else "missing"
+                raise ConvertError(f"{path}: {hf_name} lora_{side} is {value.shape}, the new adapter's is {got}")
+            with torch.no_grad():
+                params[key].copy_(torch.from_numpy(value))
+            loaded += 1
+    if loaded != sum(1 for k in params if ".lora_" in k):
+        raise ConvertError(f"{path} covers {loaded} LoRA weights; the new adapter has more: same --targets")
 
 
 def _save(model: Any, folder: Path, state: dict[str, Any]) -> None:

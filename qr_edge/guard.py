@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .examples import FewShotExample
 from .messages import Message
 from .result import Decision
-from .text import CJK_RUN, MARKUP, fold, is_question, new_content, units_of
+from .text import CJK_RUN, MARKUP, copied_chars, fold, is_question, new_content, units_of
 
 _ANSWER_OPENERS = re.compile(
     r"^(yes|no|sure|certainly|of course|here is|here's|it is|it's|the answer|是的|不是|当然|可以的|好的|答案)\b", re.I
@@ -67,9 +67,12 @@ class LeakageGuard:
         if fold(out).split() == fold(query.strip()).split():
             return GuardVerdict(Decision.UNCHANGED)
         limit = max(self.max_length_ratio * len(query.strip()), len(query.strip()) + self.max_extra_chars)
-        if len(out) > limit:
+        own = len(out) - copied_chars(out, query, [m.content for m in messages[:-1]])
+        if own > limit:
             return GuardVerdict(
-                Decision.REJECTED_INVALID, f"output is {len(out)} characters, over the limit of {int(limit)}"
+                Decision.REJECTED_INVALID,
+                f"output is {len(out)} characters, {own} of them not copied from earlier turns: "
+                f"over the limit of {int(limit)}",
             )
         new_units = new_content(out, [m.content for m in messages])
         leaked = sorted(new_units & self.example_units)

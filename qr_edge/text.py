@@ -93,3 +93,15 @@ def is_question(text: str) -> bool:
     if t.endswith(("?", "？")):
         return True
     return bool(_EN_QUESTION_START.match(t) or _ZH_QUESTION.search(t))
+
+
+def copied_chars(text: str, query: str, history: Sequence[str]) -> int:
+    """Characters of the Latin words ``text`` copies from earlier turns that the query lacks, each word once
+    (with its space).
+
+    The guard's length rule subtracts them: a rewrite that names "Winnie Madikizela-Mandela" from the
+    history is not too long for it; what it invents, or a phrase repeated, still is. Chinese text is dense
+    enough for the rule's own allowance of extra characters, so CJK copies are not subtracted.
+    """
+    earlier = set(_LATIN.findall(fold(" ".join(history)))) - set(_LATIN.findall(fold(query)))
+    return sum(len(w) + 1 for w in set(_LATIN.findall(fold(text))) & earlier)

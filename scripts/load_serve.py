@@ -57,14 +57,16 @@ def main() -> None:
             # each conversation at a random-ish turn: full history with 1 or 2 earlier exchanges
             bodies = [{"messages": c[: 3 + 2 * (i % 2)]} for i, c in enumerate(convs)]
 
-            def call(body: dict) -> tuple[int, float]:
+            def call(i_body: tuple[int, dict]) -> tuple[int, float]:
+                i, body = i_body  # every other request through the OpenAI-compatible route
+                route, body = ("/v1/rewrite", body) if i % 2 else ("/v1/chat/completions", {"model": "qr-edge", **body})
                 started = time.perf_counter()
-                response = client.post("/v1/rewrite", json=body)
+                response = client.post(route, json=body)
                 return response.status_code, (time.perf_counter() - started) * 1000
 
             started = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as executor:
-                results = list(executor.map(call, bodies))
+                results = list(executor.map(call, enumerate(bodies)))
             wall = time.perf_counter() - started
     finally:
         server.terminate()
@@ -80,7 +82,8 @@ def main() -> None:
         f"Machine: {machine()}.",
         f"Server: `qr-edge serve --workers {args.workers} --threads {threads}`"
         " (embedded default model + bundled adapter), loopback.",
-        "Requests: generated English conversations with 1-2 earlier exchanges, each a full rewrite.",
+        "Requests: generated English conversations with 1-2 earlier exchanges, each a full rewrite; every other one",
+        "through `/v1/chat/completions` (OpenAI's shape), the rest through `/v1/rewrite`.",
         "",
         "| requests | concurrency | errors | p50 ms | p95 ms | max ms | requests/s |",
         "|---|---|---|---|---|---|---|",

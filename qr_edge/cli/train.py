@@ -51,6 +51,10 @@ def train(
         int | None,
         typer.Option("--benchmark", help="run N steps, print throughput and the projected time, save nothing"),
     ] = None,
+    init_adapter: Annotated[
+        Path | None,
+        typer.Option("--init-adapter", help="a GGUF LoRA to continue from (e.g. the bundled adapter); needs --lora"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Fine-tune a DoRA (or --lora) adapter for rewriting and the gate questions, with the runtime's prompt format."""
@@ -81,6 +85,7 @@ def train(
         save_every=save_every,
         eval_limit=eval_limit,
         benchmark=benchmark,
+        init_adapter=str(init_adapter) if init_adapter else None,
         **({"targets": targets} if targets else {}),
     )
     columns = (

@@ -32,6 +32,10 @@ class RewriteRecord(BaseModel):
     label: Label
     source: str = "synthetic"
     analysis: str | None = None
+    #: The conversation (dialogue, topic) a corpus record comes from: splits never cut through one.
+    conversation: str | None = None
+    #: Further acceptable rewrites (CQR's crowd reformulations); evaluation scores against all of them.
+    references: list[str] | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -50,6 +54,10 @@ class RewriteRecord(BaseModel):
         if not self.rewrite.strip():
             raise ValueError("empty rewrite")
         return self
+
+    @property
+    def all_references(self) -> list[str]:
+        return [self.rewrite, *(r for r in self.references or () if r != self.rewrite)]
 
     @property
     def query(self) -> str:

@@ -19,16 +19,18 @@ import random
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ..atomic_file import write_text_atomic
 from ..errors import InputFileError
 from .dataset import RewriteRecord, dataset_sha256, write_dataset
-from .importers import import_corpus
+from .importers import FORMATS, import_corpus
 from .synthetic import RewriteGenerator
 from .taskdialog import TaskDialogGenerator
+
+GENERATORS = ("synthetic", "taskdialog")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,8 +42,9 @@ class SourceSpec(BaseModel):
     """One ingredient of the mix."""
 
     name: str
-    kind: Literal["rewrite-tsv", "cast", "synthetic", "taskdialog"]
+    kind: str  # an importer format (``qr_edge.data.importers.FORMATS``), or "synthetic" / "taskdialog"
     path: str | None = None  # corpora: relative to the recipe file
+    paths: list[str] = Field(default_factory=list)  # several files of one corpus (one pool, split together)
     style: str  # the dev/test file this source's held-out part goes to
     train: int = 0  # records for training (0: all that are not held out); generators: how many to make
     repeat: int = 1  # times each training record is used
@@ -49,6 +52,17 @@ class SourceSpec(BaseModel):
     test: int = 0
     rewrite_as_query: float = 0.0
     legacy: float = 0.0
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in (*FORMATS, *GENERATORS):
+            raise ValueError(f"unknown kind {value!r}; use one of: {', '.join((*FORMATS, *GENERATORS))}")
+        return value
+
+    @property
+    def is_corpus(self) -> bool:
+        return self.kind in FORMATS
 
 
 class Recipe(BaseModel):
@@ -80,9 +94,9 @@ def conversation_key(record: RewriteRecord) -> str:
 
 
 def _group(record: RewriteRecord) -> str:
-    """The conversation a record belongs to: a CAsT topic for CAsT turns, the record itself otherwise."""
-    if record.source.startswith("cast:"):
-        return "-".join(record.id.split("-")[:2])  # cast19-31-2[-asq] -> cast19-31
+    """The conversation a record belongs to (an importer names it: a CAsT topic, a CQR dialogue), else the record."""
+    if record.conversation:
+        return f"{record.source.split('+')[0]}|{record.conversation}"
     return record.id.removesuffix("-asq").removesuffix("-legacy")
 
 
@@ -114,11 +128,12 @@ def _as_legacy(record: RewriteRecord) -> RewriteRecord | None:
 
 def _records(spec: SourceSpec, base: Path, seed: int) -> tuple[list[RewriteRecord], list[RewriteRecord]]:
     """(pool for train, pool for dev/test): the held-out pool is generated apart for generators."""
-    if spec.kind in ("rewrite-tsv", "cast"):
-        if not spec.path:
+    if spec.is_corpus:
+        paths = ([spec.path] if spec.path else []) + spec.paths
+        if not paths:
             raise InputFileError(f"source {spec.name}: a corpus needs a path")
-        result = import_corpus(spec.kind, base / spec.path)
-        return result.records, result.records
+        records = [r for p in paths for r in import_corpus(spec.kind, base / p).records]
+        return records, records
     total = spec.train + spec.dev + spec.test
     if spec.kind == "synthetic":
         return RewriteGenerator(seed=seed, split="train").generate(spec.train), RewriteGenerator(
@@ -141,7 +156,7 @@ def build_mix(recipe_path: str | Path, out_dir: str | Path) -> MixCard:
     for i, spec in enumerate(recipe.sources):
         rng = random.Random(f"{recipe.seed}-{spec.name}")
         pool, held_pool = _records(spec, base, recipe.seed + i)
-        if spec.kind in ("rewrite-tsv", "cast"):
+        if spec.is_corpus:
             groups = sorted({_group(r) for r in pool})
             rng.shuffle(groups)
             dev_g, test_g = set(groups[: spec.dev]), set(groups[spec.dev : spec.dev + spec.test])
@@ -161,6 +176,9 @@ def build_mix(recipe_path: str | Path, out_dir: str | Path) -> MixCard:
             if spec.legacy and rng.random() < spec.legacy:
                 extra.append(_as_legacy(r))
         train += [r for r in pool for _ in range(spec.repeat)] + [r for r in extra if r is not None]
+    # A conversation held out by one source (QReCC's two files share dialogues) never trains through another.
+    held_groups = {_group(r) for records in held.values() for r in records if r.conversation}
+    train = [r for r in train if not (r.conversation and _group(r) in held_groups)]
     random.Random(recipe.seed).shuffle(train)
 
     owner = dict.fromkeys((conversation_key(r) for r in train), "train")
@@ -193,9 +211,7 @@ def split_overlap(files: dict[str, list[RewriteRecord]]) -> list[str]:
     seen: dict[str, str] = {}
     problems = []
     for name, records in files.items():
-        for key in {conversation_key(r) for r in records} | {
-            _group(r) for r in records if r.source.startswith("cast:")
-        }:
+        for key in {conversation_key(r) for r in records} | {_group(r) for r in records if r.conversation}:
             if key in seen and seen[key] != name:
                 problems.append(f"{key[:80]} in {seen[key]} and {name}")
             seen.setdefault(key, name)

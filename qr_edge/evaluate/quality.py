@@ -29,6 +29,7 @@ class CaseResult(BaseModel):
     style: str = ""  # the dataset file the case came from, when several are evaluated together
     query: str
     reference: str
+    references: list[str] = []  # every acceptable rewrite (CQR has several); empty: just ``reference``
     outputs: dict[str, str]  # system -> output
     decision: str
     guard_rejected: bool
@@ -78,11 +79,12 @@ class _Scorer:
             "en": rouge_scorer.RougeScorer(["rougeL"]),
         }
 
-    def bleu(self, hyp: str, ref: str, lang: str) -> float:
-        return self._bleu(hyp, [ref], tokenize="zh" if lang == "zh" else "13a").score / 100
+    def bleu(self, hyp: str, refs: Sequence[str], lang: str) -> float:
+        """Multi-reference BLEU: n-grams match any reference, the closest length counts."""
+        return self._bleu(hyp, list(refs), tokenize="zh" if lang == "zh" else "13a").score / 100
 
-    def rouge_l(self, hyp: str, ref: str, lang: str) -> float:
-        return self._rouge[lang].score(ref, hyp)["rougeL"].fmeasure
+    def rouge_l(self, hyp: str, refs: Sequence[str], lang: str) -> float:
+        return max(self._rouge[lang].score(ref, hyp)["rougeL"].fmeasure for ref in refs)
 
 
 def run_case(rewriter: Any, record: RewriteRecord) -> RewriteResult:
@@ -110,6 +112,7 @@ def evaluate_cases(
             style=(styles or {}).get(rec.id, ""),
             query=rec.query,
             reference=rec.rewrite,
+            references=rec.all_references if rec.references else [],
             outputs={"qr-edge": result.rewrite, "raw": raw or rec.query, "never-rewrite": rec.query},
             decision=result.decision.value,
             guard_rejected=result.decision.value.startswith("rejected_"),
@@ -119,6 +122,10 @@ def evaluate_cases(
         if on_case:
             on_case(case)
     return cases
+
+
+def _refs(case: CaseResult) -> list[str]:
+    return case.references or [case.reference]
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -160,9 +167,11 @@ def metric_rows(
                     system=system,
                     slice=name,
                     n=len(sel),
-                    exact_match=_mean(float(normalise(c.outputs[system]) == normalise(c.reference)) for c in sel),
-                    bleu4=_mean(scorer.bleu(c.outputs[system], c.reference, c.lang) for c in sel),
-                    rouge_l=_mean(scorer.rouge_l(c.outputs[system], c.reference, c.lang) for c in sel),
+                    exact_match=_mean(
+                        float(normalise(c.outputs[system]) in {normalise(r) for r in _refs(c)}) for c in sel
+                    ),
+                    bleu4=_mean(scorer.bleu(c.outputs[system], _refs(c), c.lang) for c in sel),
+                    rouge_l=_mean(scorer.rouge_l(c.outputs[system], _refs(c), c.lang) for c in sel),
                     unchanged_accuracy=_mean(same(c) for c in unchanged),
                     rewrote_when_not_needed=_mean(1 - same(c) for c in keep_query),
                     missing_context_safety=_mean(same(c) for c in missing),

@@ -16,11 +16,13 @@ from .app import (
     UnauthorizedError,
     create_app,
 )
+from .openai_api import OpenAIRequestError
 
 __all__ = [
     "BatchTooLargeError",
     "InvalidJSONError",
     "InvalidRequestError",
+    "OpenAIRequestError",
     "PayloadTooLargeError",
     "RequestTimeoutError",
     "RewriterPool",

@@ -40,6 +40,7 @@ from ..errors import AdapterError, InvalidConversationError, QrEdgeError
 from ..messages import messages_from_queries, parse_messages
 from ..result import RewriteResult
 from ..rewriter import Rewriter
+from .openai_api import MODEL_ID, add_openai_routes
 
 __all__ = [
     "BatchTooLargeError",
@@ -298,7 +299,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class OpenAIModel(BaseModel):
+    """An entry of OpenAI's model list: ``qr-edge`` (the default adapter) and ``qr-edge:NAME`` per adapter."""
+
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "qr-edge"
+
+
 class ModelsResponse(BaseModel):
+    object: str = Field("list", description="OpenAI's list shape: what an OpenAI client's models.list() reads")
+    data: list[OpenAIModel] = Field(description="model names /v1/chat/completions accepts")
     model: str = Field(description="the base model's name")
     file: str = Field(
         description="the GGUF file the model runs from (out of the box: the run copy with the adapter merged in)"
@@ -492,6 +504,7 @@ def create_app(
     async def models() -> ModelsResponse:
         rewriter = pool.primary
         return ModelsResponse(
+            data=[OpenAIModel(id=MODEL_ID), *(OpenAIModel(id=f"{MODEL_ID}:{n}") for n in rewriter.adapter_names)],
             model=rewriter.engine.name,
             file=os.path.basename(rewriter.model_path),
             adapters=[
@@ -553,4 +566,10 @@ def create_app(
             return JSONResponse({"results": slots})
         return JSONResponse({"results": await dispatcher.run(run_all, units=runnable)})
 
+    add_openai_routes(
+        app,
+        names=lambda: pool.primary.adapter_names,
+        run=lambda job: dispatcher.run(lambda rewriter, _cancelled: job(rewriter)),
+        status=lambda exc: (_status(exc), exc.headers if isinstance(exc, ServerError) else None),
+    )
     return app

@@ -195,3 +195,29 @@ def test_cli_runs_an_adapter_without_torch(tiny, tmp_path):
         timeout=300,
     )
     assert bad.returncode == 3 and "adapter file not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_training_continues_a_gguf_adapter_exactly(tiny, tmp_path, arch):
+    """--init-adapter reads a GGUF LoRA back (llama's q/k row permutation undone): with lr 0 the saved adapter is
+    the original peft adapter, tensor for tensor; another rank is refused with a typed error."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from qr_edge.data.dataset import write_dataset
+    from qr_edge.data.synthetic import RewriteGenerator
+    from qr_edge_convert.train import TrainOptions, train
+
+    t = tiny[arch]
+    gguf_lora = _export(t, "lora1", tmp_path / "a.lora.gguf")
+    data = tmp_path / "train.jsonl"
+    write_dataset(RewriteGenerator(seed=5).generate(4), data)
+    opts = dict(base=str(t["gguf"]), data=[str(data)], out=str(tmp_path / "cont"), lora=True, alpha=8, batch=2)
+    train(TrainOptions(**opts, rank=4, lr=0.0, max_steps=1, gate_ratio=0.0, init_adapter=str(gguf_lora)))
+    before = load_file(t["lora1"] / "adapter_model.safetensors")
+    after = load_file(tmp_path / "cont" / "adapter_model.safetensors")
+    assert set(before) == set(after) and len(before) == 2 * 7
+    for key, value in before.items():
+        np.testing.assert_allclose(after[key], value, rtol=2e-3, atol=2e-3)  # stored as F16 in the GGUF
+    with pytest.raises(ConvertError, match="lora_A"):
+        train(TrainOptions(**opts, rank=8, max_steps=1, init_adapter=str(gguf_lora)))

@@ -139,5 +139,11 @@ def test_task_dialogues_are_half_unchanged_and_deterministic():
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
 def test_default_recipe_splits_do_not_overlap(tmp_path):
     card = build_mix(ROOT / "recipes" / "default.toml", tmp_path)
-    assert card.files["train.jsonl"]["records"] >= 8000
+    assert card.files["train.jsonl"]["records"] >= 4500
+    assert {
+        "dev-task-cqr.jsonl",
+        "test-en-qa.jsonl",
+        "test-zh-restoration.jsonl",
+        "test-en-answer-search.jsonl",
+    } <= set(card.files)
     assert split_overlap(_files(tmp_path)) == []

@@ -80,3 +80,31 @@ def test_joining_two_conversation_words_is_not_new_content():
         ]
     )
     assert GUARD.check("热干面热量高吗？", conv).decision == Decision.REWRITTEN  # "面热" spans two supported words
+
+
+@pytest.mark.parametrize(
+    "history, query, rewrite",
+    [
+        (
+            ["Winnie Madikizela-Mandela: early life", "When did she meet Nelson Mandela?", "In 1957, in Johannesburg."],
+            "What happened next?",
+            "What happened next after Winnie Madikizela-Mandela met Nelson Mandela?",
+        ),
+        (
+            ["Are genetically modified foods labelled in the European Union?", "Yes, the EU requires labels."],
+            "What are the rules?",
+            "What are the EU rules regarding labeling of genetically modified foods?",
+        ),
+    ],
+)
+def test_a_rewrite_may_be_as_long_as_the_query_plus_what_it_copies(history, query, rewrite):
+    """Two right rewrites the old length limit (query + 40 characters) threw away; inventing as much still fails."""
+    roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(history))]
+    messages = parse_messages(
+        [*({"role": r, "content": c} for r, c in zip(roles, history, strict=True)), {"role": "user", "content": query}]
+    )
+    assert len(rewrite) > len(query) + 40
+    assert GUARD.check(rewrite, messages).decision == Decision.REWRITTEN
+    invented = query.rstrip("?") + " in the long and complicated story of the famous couple from far away?"
+    verdict = GUARD.check(invented, messages)
+    assert verdict.decision == Decision.REJECTED_INVALID and "not copied from earlier turns" in verdict.reason

@@ -97,16 +97,18 @@ def test_the_api_docs_render_offline_in_a_real_browser(client, browser):
 
 
 def test_bounded_load_200_requests_at_concurrency_8_has_no_errors(client):
-    """Loopback only, stops by itself. Figures: `python scripts/load_serve.py` (docs/benchmarks-serve.md)."""
-    bodies = [{"messages": CONVERSATION} if i % 4 == 0 else ALONE for i in range(200)]
+    """Both rewrite routes, loopback only, stops by itself. Figures: `python scripts/load_serve.py` (docs/benchmarks-serve.md)."""
+    bodies = [{"messages": CONVERSATION} if i % 4 < 2 else ALONE for i in range(200)]
 
-    def call(body):
+    def call(i_body):
+        i, body = i_body  # every other request through the OpenAI-compatible route
+        route, body = ("/v1/rewrite", body) if i % 2 else ("/v1/chat/completions", {"model": "qr-edge", **body})
         started = time.perf_counter()
-        response = client.post("/v1/rewrite", json=body)
+        response = client.post(route, json=body)
         return response.status_code, (time.perf_counter() - started) * 1000
 
     with ThreadPoolExecutor(8) as executor:
-        results = list(executor.map(call, bodies))
+        results = list(executor.map(call, enumerate(bodies)))
     codes = [code for code, _ in results]
     assert codes.count(200) == 200, {c: codes.count(c) for c in set(codes)}
     assert statistics.median(ms for _, ms in results) > 0

@@ -1,0 +1,69 @@
+"""How many model outputs each guard rule rejects, and how many of those were right, before and after the
+length rule learnt to read the conversation.
+
+Input: the per-case file of `qr-edge eval --cases` and the dataset files it ran on. "Right" means the raw
+output equals a reference after normalisation (`qr_edge.text.normalise`). "Before" is the old length rule,
+which allowed max(3 x query, query + 40) characters whatever the rewrite copied; "after" is the guard as it
+is, which does not count the Latin words a rewrite copies from earlier turns.
+
+    python scripts/guard_rules.py --cases build/eval/new-dev.cases.jsonl build/mix/dev-*.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from qr_edge import LeakageGuard
+from qr_edge.data.dataset import read_dataset
+from qr_edge.text import normalise
+
+
+def rule(verdict) -> str:
+    if verdict.accepted:
+        return "accepted"
+    if "characters" in verdict.reason:
+        return "length"
+    return verdict.decision.value.removeprefix("rejected_") + (
+        f" ({verdict.reason})" if verdict.decision.value == "rejected_invalid" else ""
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=Path, required=True)
+    parser.add_argument("data", type=Path, nargs="+")
+    args = parser.parse_args()
+    records = {r.id: r for path in args.data for r in read_dataset(path)}
+    guard = LeakageGuard()  # the fine-tuned default shows no few-shot examples
+    counts: dict[str, Counter] = {"before": Counter(), "after": Counter()}
+    right: dict[str, Counter] = {"before": Counter(), "after": Counter()}
+    outputs = 0
+    for line in args.cases.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        rec = records.get(case["id"])
+        raw = case["outputs"]["raw"]
+        if rec is None or normalise(raw) == normalise(rec.query):
+            continue
+        outputs += 1
+        ok = normalise(raw) in {normalise(r) for r in rec.all_references}
+        after = rule(guard.check(raw, rec.messages))
+        q = rec.query.strip()
+        old_limit = max(guard.max_length_ratio * len(q), len(q) + guard.max_extra_chars)
+        before = "length" if len(raw.strip()) > old_limit else after
+        for when, name in (("before", before), ("after", after)):
+            counts[when][name] += 1
+            right[when][name] += ok
+    names = sorted(set(counts["before"]) | set(counts["after"]), key=lambda n: (n == "accepted", n))
+    print(f"{outputs} outputs that change the query ({args.cases})\n")
+    print("| rule | rejected before | of them right | rejected after | of them right |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        b, a = counts["before"][name], counts["after"][name]
+        print(f"| {name} | {b} | {right['before'][name]} | {a} | {right['after'][name]} |")
+
+
+if __name__ == "__main__":
+    main()
