@@ -49,15 +49,24 @@ fuzz: $(VENV)/.all
 
 # -- the bundled adapter, rebuilt from the repository plus $(SHARED) ------------------------------
 mix: $(VENV)/.core
-	$(QR) data mix --recipe recipes/default.toml --out $(MIX)
+	$(QR) data mix --recipe recipes/default.toml --out $(MIX) --force
 
 # glibc's malloc fragments under torch's CPU training loop (RSS grows, steps slow down); jemalloc, where the machine
 # has it (Debian: apt install libjemalloc2), keeps the run steady.
 JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 
-adapter: $(VENV)/.convert mix
-	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-synthetic.jsonl --eval-limit 40 \
-		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 5e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 100 --max-steps 1000
+# The adapter continues the previous one (8,000 examples of the first mix, as committed at $(INIT_COMMIT)):
+# 2 CPU cores train ~0.5 examples/s without AVX512-BF16, too slow to start from zero on every corpus.
+INIT_COMMIT := bef54f1
+INIT_ADAPTER := build/init-$(INIT_COMMIT).lora.gguf
+
+$(INIT_ADAPTER):
+	mkdir -p build && git show $(INIT_COMMIT):$(ADAPTER) > $@.tmp && mv $@.tmp $@
+
+adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
+	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl --eval-limit 40 \
+		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --max-steps 300 \
+		--init-adapter $(INIT_ADAPTER) $(if $(RESUME),--resume)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
 eval-adapter: $(VENV)/.all

@@ -40,7 +40,7 @@ class TrainOptions(BaseModel):
     base: str
     data: list[str]
     eval: str | None = None
-    out: str
+    out: str | None = None  # the adapter folder; only ``benchmark`` runs without one
     epochs: float = 1.0
     lr: float = 3e-4
     rank: int = 16
@@ -67,7 +67,8 @@ class TrainOptions(BaseModel):
 class TrainReport(BaseModel):
     adapter: str
     method: str
-    examples: int
+    examples: int  # in the dataset (rewrite and gate examples)
+    examples_trained: int = 0  # what the run's steps went through (a --max-steps run: fewer than ``examples``)
     steps: int
     seconds: float
     steps_per_second: float
@@ -273,7 +274,9 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         raise ConvertError("the training data is empty")
     torch.manual_seed(options.seed)
     base = inspect_base(options.base)
-    out = Path(options.out)
+    if options.out is None and not options.benchmark:
+        raise ConvertError("training needs an output folder for the adapter (only a benchmark saves nothing)")
+    out = Path(options.out or ".")
     ckpt = out / CHECKPOINT_DIR
     if not options.benchmark:
         out.mkdir(parents=True, exist_ok=True)
@@ -286,7 +289,7 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     examples = build_examples(records, builder, tok, options.max_len, options.gate_ratio, options.seed)
     if not examples:
         raise ConvertError(f"no example fits --max-len {options.max_len} tokens (prompt + rewrite); raise --max-len")
-    resuming = options.resume and (ckpt / "adapter_config.json").is_file()
+    resuming = options.resume and options.out is not None and (ckpt / "adapter_config.json").is_file()
     if resuming:
         model = PeftModel.from_pretrained(model, ckpt, is_trainable=True)
     else:
@@ -321,7 +324,7 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     )
     start_step = 0
     state_file = ckpt / "trainer_state.pt"
-    if options.resume and state_file.is_file():
+    if resuming and state_file.is_file():
         state = torch.load(state_file, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -392,9 +395,10 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         model.save_pretrained(out)
         write_text_atomic(out / ADAPTER_META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
     return TrainReport(
-        adapter=str(out),
+        adapter=options.out or "",
         method=meta["method"],
         examples=len(examples),
+        examples_trained=sum(len(batch_ids) for _, batch_ids in plan),
         steps=total,
         seconds=round(seconds, 1),
         steps_per_second=round(done / seconds, 4) if seconds else 0.0,

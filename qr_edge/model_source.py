@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +86,11 @@ def _run_copy_path(source: str, adapter: str | None = None, stamp: Callable[[str
     return cache_dir() / f"{stem}.{run_type()}.{stamp(source)}{merged}.gguf"
 
 
+def _say(line: str) -> None:
+    """One line on stderr for the seconds of silent work a first use costs."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def embedded_run_path() -> str:
     """The file the runtime loads for the embedded default: the cached run copy (made on first use) or,
     where the cache cannot be written, the shipped Q4_1 file."""
@@ -93,6 +99,7 @@ def embedded_run_path() -> str:
     source = embedded_model_path()
     target = _run_copy_path(source)
     if not target.is_file():
+        _say(f"qr-edge: first use: writing a {run_type()} run copy of the embedded model to {target.parent} (once)")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
@@ -112,6 +119,10 @@ def embedded_merged_path(adapter: str) -> str | None:
     source = embedded_model_path()
     target = _run_copy_path(source, adapter)
     if not target.is_file():
+        _say(
+            f"qr-edge: first use: merging the bundled adapter into a {run_type()} run copy of the embedded model "
+            f"in {target.parent} (once, a few seconds)"
+        )
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with AtomicOutputs() as outputs:

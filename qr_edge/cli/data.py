@@ -19,6 +19,16 @@ console = Console(stderr=True)
 app = typer.Typer(help="Datasets: generate synthetic data, import public corpora.", no_args_is_help=True)
 
 
+ForceOpt = Annotated[bool, typer.Option("--force", help="replace an existing output")]
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    """One rule for every command that writes a whole output: an existing one is replaced only with --force."""
+    if force or not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    raise InputFileError(f"{path} exists; pass --force to replace it")
+
+
 def _summary(records) -> str:
     counts = Counter((r.lang, r.label) for r in records)
     return ", ".join(f"{lang}/{label}: {n}" for (lang, label), n in sorted(counts.items()))
@@ -31,8 +41,10 @@ def generate(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     split: Annotated[str, typer.Option("--split", help="train, or golden (held-out entities)")] = "train",
     lang: Annotated[list[str], typer.Option("--lang", help="languages, repeat (default en and zh)")] = ["en", "zh"],  # noqa: B006
+    force: ForceOpt = False,
 ) -> None:
     """Generate bilingual rewrite conversations from entity and template pools (deterministic for a seed)."""
+    _refuse_existing(out, force)
     if split not in ("train", "golden"):
         raise InputFileError(f"--split must be train or golden, got {split!r}")
     bad = sorted(set(lang) - {"en", "zh"})
@@ -48,9 +60,14 @@ def import_(
     file: Annotated[Path, typer.Argument(help="corpus file")],
     fmt: Annotated[str, typer.Option("--format", help=f"one of: {', '.join(FORMATS)}")],
     out: Annotated[Path, typer.Option("--out", help="output JSONL")],
+    force: ForceOpt = False,
 ) -> None:
     """Convert a public corpus into the dataset format, reporting every skipped line by reason."""
+    _refuse_existing(out, force)
     result = import_corpus(fmt, file)
+    if not result.records:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in result.skipped.most_common(3)) or "the file is empty"
+        raise InputFileError(f"no records in {file} read as --format {fmt} ({reasons}): is it another format?")
     write_dataset(result.records, out)
     console.print(f"wrote {len(result.records)} records to {out} ({_summary(result.records)})", highlight=False)
     for reason, count in result.skipped.most_common():
@@ -172,11 +189,14 @@ def build_command(
 def mix_command(
     recipe: Annotated[Path, typer.Option("--recipe", help="TOML recipe (see recipes/default.toml)")],
     out: Annotated[Path, typer.Option("--out", help="folder for train.jsonl, dev-*.jsonl, test-*.jsonl, card.json")],
+    force: ForceOpt = False,
 ) -> None:
     """Build a training mix and held-out dev/test splits per style from public corpora and the generators (seeded)."""
     from rich.table import Table
 
     from ..data.mix import build_mix
+
+    _refuse_existing(out, force)
 
     card = build_mix(recipe, out)
     table = Table(title=f"{out} (recipe sha256 {card.recipe_sha256[:12]})")

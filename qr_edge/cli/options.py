@@ -31,7 +31,12 @@ ExamplesOpt = Annotated[
 ]
 NExamplesOpt = Annotated[
     int | None,
-    typer.Option("--n-examples", help="number of few-shot examples, 0-10 (default: what the model or adapter records)"),
+    typer.Option(
+        "--n-examples",
+        min=0,
+        max=10,
+        help="number of few-shot examples, 0-10 (default: what the model or adapter records)",
+    ),
 ]
 NCtxOpt = Annotated[int, typer.Option("--n-ctx", help="context window in tokens")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: llama.cpp's choice)")]

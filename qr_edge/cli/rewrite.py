@@ -14,11 +14,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ..batch import check_output, open_output, run_batch
 from ..errors import InvalidConversationError, MissingExtraError
@@ -42,6 +45,14 @@ console = Console()
 err_console = Console(stderr=True)
 #: Exit code of a batch in which some lines failed (every line is still written, failures as error records).
 BATCH_LINES_FAILED = 1
+
+
+class RateColumn(ProgressColumn):
+    """Lines per second, rounded ("–" before the first line is timed, or on a finished --resume)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("– lines/s" if speed is None else f"{speed:.1f} lines/s")
 
 
 def _print_result(result: RewriteResult) -> None:
@@ -221,7 +232,7 @@ def _run_batch(rw: Rewriter, input: Path, output: Path | None, resume: bool) -> 
         TextColumn("rewriting"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.speed} lines/s"),
+        RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )

@@ -103,7 +103,11 @@ def serve(
         float, typer.Option("--timeout", min=0.001, help="seconds per rewrite, waiting included (504 after)")
     ] = 30.0,
 ) -> None:
-    """Serve rewrites over HTTP: POST /v1/rewrite and /v1/rewrite/batch, GET /v1/models and /healthz; docs at /docs."""
+    """Serve rewrites over HTTP: POST /v1/rewrite, /v1/rewrite/batch and /v1/chat/completions (OpenAI's API),
+    GET /v1/models and /healthz; docs at /docs."""
+    if api_key is not None and not api_key.strip():
+        # `--api-key "$KEY"` with KEY unset would otherwise serve with no authentication at all
+        raise typer.BadParameter("the key is empty (is the variable you passed unset?)", param_hint="--api-key")
     uvicorn, server = _load_server()
     default, named = _split_adapters(adapter)
     if threads is None and workers > 1:  # N contexts sharing the cores: do not oversubscribe them

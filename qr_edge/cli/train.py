@@ -21,7 +21,9 @@ def train(
     data: Annotated[
         list[Path], typer.Option("--data", help="training JSONL in the dataset format (repeat to mix files)")
     ],
-    out: Annotated[Path, typer.Option("--out", help="adapter output folder")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="adapter output folder (not needed with --benchmark)")
+    ] = None,
     eval: Annotated[Path | None, typer.Option("--eval", help="dev JSONL, evaluated after each epoch")] = None,
     epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
     lr: Annotated[float, typer.Option("--lr")] = 3e-4,
@@ -58,6 +60,10 @@ def train(
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Fine-tune a DoRA (or --lora) adapter for rewriting and the gate questions, with the runtime's prompt format."""
+    if out is None and not benchmark:
+        raise typer.BadParameter(
+            "give the adapter's output folder (--benchmark alone saves nothing)", param_hint="--out"
+        )
     _load_pipeline()
     from qr_edge_convert.train import TrainOptions
     from qr_edge_convert.train import train as run_training
@@ -66,7 +72,7 @@ def train(
         base=base,
         data=[str(d) for d in data],
         eval=str(eval) if eval else None,
-        out=str(out),
+        out=str(out) if out else None,
         epochs=epochs,
         lr=lr,
         rank=rank,
@@ -111,7 +117,8 @@ def train(
         )
         return
     console.print(
-        f"adapter: {report.adapter} ({report.method}); {report.examples} examples, {report.steps} steps in "
+        f"adapter: {report.adapter} ({report.method}); {report.examples_trained} of {report.examples} examples, "
+        f"{report.steps} steps in "
         f"{report.seconds:.0f} s ({report.steps_per_second:.3f} steps/s); "
         f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}"
     )

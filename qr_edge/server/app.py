@@ -321,7 +321,9 @@ class ModelsResponse(BaseModel):
     workers: int
 
 
-def _prepare(req: RewriteRequest, adapters: Sequence[str]) -> Callable[[Rewriter], dict[str, Any]]:
+def _prepare(
+    req: RewriteRequest, adapters: Sequence[str], merged: str | None = None
+) -> Callable[[Rewriter], dict[str, Any]]:
     """Check what the schema cannot before the request takes a queue slot (a bad request never waits for a
     busy rewriter); return the model call, which gives the result's JSON body."""
     if (req.messages is None) == (req.queries is None):
@@ -334,6 +336,11 @@ def _prepare(req: RewriteRequest, adapters: Sequence[str]) -> Callable[[Rewriter
     adapter = req.adapter if "adapter" in req.model_fields_set else BUNDLED
     if isinstance(adapter, str) and adapter not in adapters:
         raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(adapters) or 'none'}")
+    if adapter is None and merged is not None:  # the library's advice (a Rewriter argument) is not the service's
+        raise AdapterError(
+            f"adapter {merged!r} is merged into this service's model, so the bare base is not served; "
+            "start one with `qr-edge serve --adapter none` for it"
+        )
     include_prompt = req.options.get("include_prompt", False)
     if req.messages is not None:
         messages = parse_messages(req.messages)
@@ -523,7 +530,7 @@ def create_app(
         summary="Rewrite the last user query of a conversation",
     )
     async def rewrite(body: RewriteRequest) -> JSONResponse:
-        call = _prepare(body, pool.primary.adapter_names)
+        call = _prepare(body, pool.primary.adapter_names, pool.primary.engine.merged_adapter)
         return JSONResponse(await dispatcher.run(lambda rewriter, _cancelled: call(rewriter)))
 
     @app.post(
@@ -537,7 +544,7 @@ def create_app(
             item_id = raw.get("id") if isinstance(raw, dict) else None
             try:
                 req = RewriteRequest.model_validate(raw)
-                slots.append((item_id, _prepare(req, pool.primary.adapter_names)))
+                slots.append((item_id, _prepare(req, pool.primary.adapter_names, pool.primary.engine.merged_adapter)))
             except ValidationError as exc:
                 slots.append(_error_record("InvalidRequestError", _validation_message(exc.errors(), "item"), item_id))
             except QrEdgeError as exc:

@@ -91,3 +91,16 @@ def test_api_rejects_lone_surrogates_naming_the_message(rewriter):
 
 def test_python_module_runs_without_a_console_script():
     assert subprocess.run([sys.executable, "-m", "qr_edge", "--help"], capture_output=True, timeout=60).returncode == 0
+
+
+def test_batch_progress_rate_is_rounded_and_never_none():
+    from rich.progress import Progress
+
+    from qr_edge.cli.rewrite import RateColumn
+
+    progress = Progress()
+    progress.add_task("rewrite", total=10)
+    task = progress.tasks[0]
+    assert RateColumn().render(task).plain == "– lines/s"  # nothing timed yet, or a finished --resume
+    task.finished_speed = 1.8952269691455976
+    assert RateColumn().render(task).plain == "1.9 lines/s"

@@ -128,3 +128,21 @@ def test_markup_in_user_text_is_printed_literally(tmp_path):
     conv.write_text(json.dumps([{"role": "user", "content": "[bold]hi[/bold]"}]))
     proc = run("rewrite", str(conv))
     assert proc.returncode == 0 and "[bold]hi[/bold]" in proc.stdout
+
+
+def test_n_examples_outside_0_to_10_is_a_usage_error():
+    for value in ("11", "-1"):
+        proc = run("rewrite", "examples/conversation.json", "--n-examples", value)
+        assert proc.returncode == 2 and "--n-examples" in proc.stderr, proc.stderr
+        _no_traceback(proc)
+
+
+def test_first_use_says_on_stderr_that_it_makes_the_run_copy_once(tmp_path):
+    """The merge of the bundled adapter into the run copy takes seconds: one line says so, the first time only."""
+    code = "from qr_edge import Rewriter; Rewriter(n_ctx=512)"
+    env = {**{k: v for k, v in os.environ.items() if k != "QR_EDGE_MODEL"}, "QR_EDGE_CACHE": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("qr-edge: first use: merging the bundled adapter") == 1, first.stderr
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and "first use" not in again.stderr, again.stderr

@@ -106,7 +106,8 @@ def test_resume_continues_from_the_checkpoint(base, records, tmp_path):
         save_every=2,
         max_len=1500,
     )
-    train(TrainOptions(**opts, max_steps=3))
+    first = train(TrainOptions(**opts, max_steps=3))
+    assert first.examples_trained == 12 and first.examples == 12  # 3 steps of 4, of the 12 records' examples
     state = __import__("torch").load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 2
     report = train(TrainOptions(**opts, resume=True))
@@ -157,3 +158,17 @@ def test_cli_errors(base, tmp_path):
         env=env,
     )
     assert proc.returncode == 2 and "prompt format" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_benchmark_needs_no_out_and_training_does(base, tmp_path):
+    """The README's "size a run first" command has no --out: it saves nothing, so none is needed; a real run
+    without --out is a usage error (exit 2), not a traceback."""
+    data = tmp_path / "train.jsonl"
+    write_dataset(RewriteGenerator(seed=1).generate(4), data)
+    cmd = [sys.executable, "-m", "qr_edge", "train", "--base", str(base), "--data", str(data), "--lora", "--batch", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([*cmd, "--benchmark", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and "examples/s" in proc.stdout, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]  # nothing saved
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and "--out" in proc.stderr and "Traceback" not in proc.stderr

@@ -147,3 +147,25 @@ def test_data_generate_and_import_commands(tmp_path):
     assert proc.returncode == 0 and "skipped 1" in proc.stderr and "line 2" in proc.stderr
     proc = run("data", "import", str(tsv), "--format", "squad", "--out", str(tmp_path / "x.jsonl"))
     assert proc.returncode == 2 and "unknown format" in proc.stderr
+
+
+def test_data_commands_refuse_to_overwrite_and_an_empty_import_fails(tmp_path):
+    """One rule for every whole-file output: an existing one is replaced only with --force; a corpus read with the
+    wrong --format (no record) is an error, not an empty file and exit 0."""
+    out = tmp_path / "g.jsonl"
+    assert run("data", "generate", "--out", str(out), "--n", "5").returncode == 0
+    before = out.read_text()
+    proc = run("data", "generate", "--out", str(out), "--n", "7", "--seed", "9")
+    assert proc.returncode == 2 and "--force" in proc.stderr and out.read_text() == before
+    assert run("data", "generate", "--out", str(out), "--n", "7", "--force").returncode == 0
+    assert len(out.read_text().splitlines()) == 7
+    cast = tmp_path / "cast.json"
+    cast.write_text('[{"conv_id": 1, "turns": [{"turn_id": 1, "question": "q", "manual_rewrite": "q"}]}]')
+    proc = run("data", "import", str(cast), "--format", "canard", "--out", str(tmp_path / "c.jsonl"))
+    assert proc.returncode == 2 and "another format" in proc.stderr and not (tmp_path / "c.jsonl").exists()
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[sources]]\nname = "g"\nkind = "synthetic"\nstyle = "s"\ntrain = 4\ndev = 1\ntest = 1\n')
+    assert run("data", "mix", "--recipe", str(recipe), "--out", str(tmp_path / "mix")).returncode == 0
+    proc = run("data", "mix", "--recipe", str(recipe), "--out", str(tmp_path / "mix"))
+    assert proc.returncode == 2 and "--force" in proc.stderr
+    assert run("data", "mix", "--recipe", str(recipe), "--out", str(tmp_path / "mix"), "--force").returncode == 0

@@ -210,6 +210,13 @@ def test_cli_help_lists_the_options():
         assert option in proc.stdout, option
 
 
+def test_cli_refuses_an_empty_api_key():
+    """`--api-key "$KEY"` with KEY unset must not start a service without authentication."""
+    for args in (("serve", "--api-key", ""), ("serve", "--api-key", "  ")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and "empty" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_cli_stays_light_and_names_the_missing_extra():
     light = run_cli(
         code="import sys, qr_edge, qr_edge.cli; print([m for m in ('fastapi', 'uvicorn') if m in sys.modules])"
@@ -263,5 +270,6 @@ def test_out_of_the_box_the_server_says_the_adapter_is_merged_and_refuses_the_ba
         assert "+smollm2-135m-rewrite" in models["file"]
         error = error_of(c.post("/v1/rewrite", json={"messages": CONVERSATION, "adapter": None}), 422)
         assert error["type"] == "AdapterError" and "bare base" in error["message"]
+        assert "qr-edge serve --adapter none" in error["message"] and "Rewriter" not in error["message"]
         ok = c.post("/v1/rewrite", json={"messages": CONVERSATION})
         assert ok.status_code == 200 and ok.json()["decision"] == "rewritten", ok.text
