@@ -43,6 +43,11 @@ def _fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
+def _ratio(theirs: float, ours: float) -> str:
+    """ "2.1x faster" or, when qr-edge is the slower one, "1.4x slower" (never "0.7x faster")."""
+    return f"{theirs / ours:.1f}x faster" if theirs >= ours else f"{ours / theirs:.1f}x slower"
+
+
 def speedups(rows: list[BenchRow]) -> list[str]:
     """qr-edge's p50 speed-up over each other system, per scenario."""
     lines = []
@@ -52,8 +57,8 @@ def speedups(rows: list[BenchRow]) -> list[str]:
         for other in others:
             if ours:
                 lines.append(
-                    f"{scenario}: qr-edge is {other.p50_ms / ours.p50_ms:.1f}x faster per rewrite (p50) and "
-                    f"{other.mean_ms / ours.mean_ms:.1f}x (mean) than {other.system}"
+                    f"{scenario}: qr-edge is {_ratio(other.p50_ms, ours.p50_ms)} per rewrite (p50) and "
+                    f"{_ratio(other.mean_ms, ours.mean_ms)} (mean) than {other.system}"
                 )
     return lines
 

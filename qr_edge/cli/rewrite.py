@@ -180,9 +180,10 @@ def rewrite(
             data["prompt"] = prompt
         typer.echo(json.dumps(data, ensure_ascii=False))
         return
-    if prompt is not None:
+    if prompt is not None:  # raw: rich would wrap it at the terminal's width, and it would not be the exact prompt
         console.rule("prompt")
-        console.print(prompt, markup=False, highlight=False)
+        console.file.write(prompt + "\n")
+        console.file.flush()
         console.rule()
     _print_result(result)
 

@@ -1,8 +1,9 @@
 """LangChain drop-in (extra ``langchain``, on ``langchain-core`` only).
 
 ``condense_question()`` is a ``Runnable`` with the contract of ``create_history_aware_retriever``'s condense step:
-``{"input": str, "chat_history": [BaseMessage | (role, content)...]}`` → the standalone question (the input itself
-when there is no history). ``history_aware_retriever(retriever)`` puts it in front of any retriever.
+``{"input": str, "chat_history": [BaseMessage | (role, content) | {"role", "content"}...]}`` → the standalone
+question (the input itself when there is no history). ``history_aware_retriever(retriever)`` puts it in front
+of any retriever.
 """
 
 from __future__ import annotations
@@ -21,11 +22,26 @@ from ..rewriter import Rewriter
 ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant", "system": "system"}
 
 
-def to_messages(chat_history: Sequence[BaseMessage | tuple[str, str]], question: str) -> list[dict[str, str]]:
-    """LangChain history plus the new question as qr-edge messages."""
+def to_messages(
+    chat_history: Sequence[BaseMessage | tuple[str, str] | dict[str, Any]], question: str
+) -> list[dict[str, str]]:
+    """LangChain history plus the new question as qr-edge messages.
+
+    A turn is a ``BaseMessage``, a ``(role, content)`` tuple or an OpenAI-style ``{"role", "content"}`` dict (the
+    library's own format); anything else is an ``InvalidConversationError``, never a silently dropped turn.
+    """
     messages = []
-    for m in chat_history:
-        role, content = (m.type, m.content) if isinstance(m, BaseMessage) else m
+    for i, m in enumerate(chat_history):
+        if isinstance(m, BaseMessage):
+            role, content = m.type, m.content
+        elif isinstance(m, dict) and "role" in m and "content" in m:
+            role, content = m["role"], m["content"]
+        elif isinstance(m, tuple) and len(m) == 2:
+            role, content = m
+        else:
+            raise InvalidConversationError(
+                f"chat_history[{i}] is a {type(m).__name__}; give BaseMessage, (role, content) or {{'role', 'content'}}"
+            )
         if role in ROLES and isinstance(content, str):
             messages.append({"role": ROLES[role], "content": content})
     return [*messages, {"role": "user", "content": question}]

@@ -146,3 +146,20 @@ def test_first_use_says_on_stderr_that_it_makes_the_run_copy_once(tmp_path):
     assert first.stderr.count("qr-edge: first use: merging the bundled adapter") == 1, first.stderr
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and "first use" not in again.stderr, again.stderr
+
+
+def test_show_prompt_prints_the_exact_prompt_unwrapped():
+    proc = subprocess.run(
+        [*CLI, "rewrite", "examples/conversation.json", "--show-prompt"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "40", "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from qr_edge import Rewriter
+    from qr_edge.messages import read_conversation
+
+    prompt = Rewriter(n_ctx=1024).render_prompt(read_conversation(ROOT / "examples" / "conversation.json"))
+    assert prompt in proc.stdout and max(len(line) for line in prompt.splitlines()) > 40

@@ -169,3 +169,9 @@ def test_data_commands_refuse_to_overwrite_and_an_empty_import_fails(tmp_path):
     proc = run("data", "mix", "--recipe", str(recipe), "--out", str(tmp_path / "mix"))
     assert proc.returncode == 2 and "--force" in proc.stderr
     assert run("data", "mix", "--recipe", str(recipe), "--out", str(tmp_path / "mix"), "--force").returncode == 0
+
+
+def test_bench_says_slower_when_qr_edge_is_slower():
+    from qr_edge.cli.bench import _ratio
+
+    assert _ratio(200.0, 100.0) == "2.0x faster" and _ratio(70.0, 100.0) == "1.4x slower"

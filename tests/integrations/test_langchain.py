@@ -55,3 +55,13 @@ def test_no_history_passes_the_input_through_and_tuples_work(default_rewriter, r
     ]
     with pytest.raises(InvalidConversationError, match="needs"):
         condense_question(default_rewriter).invoke({"question": "wrong key"})
+
+
+def test_history_as_openai_style_dicts_is_kept_and_anything_else_is_a_typed_error():
+    from qr_edge import InvalidConversationError
+    from qr_edge.integrations.langchain import to_messages
+
+    history = [{"role": "user", "content": "NumPy or loops?"}, {"role": "assistant", "content": "NumPy."}]
+    assert to_messages(history, "Why is it faster?") == [*history, {"role": "user", "content": "Why is it faster?"}]
+    with pytest.raises(InvalidConversationError, match=r"chat_history\[1\]"):
+        to_messages([history[0], 42], "Why?")
