@@ -143,7 +143,9 @@ class LlamaEngine:
         self._llama_cpp = llama_cpp
         self.model_path = model_path
         self.metadata: dict[str, str] = dict(self._llm.metadata)
-        self.n_ctx = self._llm.n_ctx()
+        # llama.cpp pads the context it allocates (100 -> 256), but llama-cpp-python's token buffer has the size
+        # asked for: the smaller one is what fits (a prompt past it broke the buffer, not a typed error).
+        self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._lock = threading.RLock()
         # Saved states per adapter (None: the bare base): stable prefixes of each prompt kind, and the
         # recent full prompts, one per conversation.

@@ -104,3 +104,22 @@ def test_batch_progress_rate_is_rounded_and_never_none():
     assert RateColumn().render(task).plain == "– lines/s"  # nothing timed yet, or a finished --resume
     task.finished_speed = 1.8952269691455976
     assert RateColumn().render(task).plain == "1.9 lines/s"
+
+
+def test_a_small_context_drops_old_turns_or_is_a_typed_error_per_line(tmp_path):
+    """--n-ctx 64 or 100: llama.cpp pads the context it allocates (to 256) but the token buffer keeps the size asked
+    for; the runtime fits prompts to the smaller, so a line that does not fit is a ContextOverflowError record,
+    never a numpy broadcast traceback that loses the batch."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    long_query = {"role": "user", "content": "Why is it faster than the loops " + "and " * 40 + "?"}
+    _write(src, [{"id": 0, "messages": CONVERSATION}, {"id": 1, "messages": [*CONVERSATION[:2], long_query]}])
+    for n_ctx in ("64", "100"):
+        single = run("rewrite", "examples/conversation.json", "--n-ctx", n_ctx)
+        assert single.returncode == 0 or (single.returncode == 2 and "does not fit" in single.stderr), single.stderr
+        assert "Traceback" not in single.stderr and "broadcast" not in single.stderr
+        out.unlink(missing_ok=True)
+        proc = run("rewrite", "--input", str(src), "--output", str(out), "--n-ctx", n_ctx)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert [x["line"] for x in lines] == [1, 2]
+        assert lines[1]["error"]["type"] == "ContextOverflowError"
