@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..batch import check_output, open_output, run_batch
-from ..errors import InvalidConversationError, MissingExtraError
+from ..errors import InputFileError, InvalidConversationError, MissingExtraError
 from ..messages import iter_batch, read_conversation
 from ..result import RewriteResult
 from ..rewriter import Rewriter
@@ -155,6 +155,7 @@ def rewrite(
             _run_ray(input, output, output_format, address, concurrency, cpus_per_actor, ship_files, settings)
         )
     if input is not None:
+        _check_batch_input(input)
         if output is not None:
             check_output(output, resume)  # before loading the model
         rw = build_rewriter(settings)
@@ -222,6 +223,31 @@ def _run_ray(
     return BATCH_LINES_FAILED if summary.errors else 0
 
 
+def _check_batch_input(path: Path) -> None:
+    """The two mistakes a newcomer makes with --input, named before the model loads: a folder (that is --ray's
+    input) and a single conversation file (that is the positional argument), instead of a JSONL file."""
+    if path.is_dir():
+        raise InputFileError(
+            f"--input {path} is a folder: a folder of JSONL or Parquet files needs --ray; "
+            "without it, give one JSONL file (one conversation per line)"
+        )
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        json.loads(next((line for line in head.splitlines() if line.strip()), b"null"))
+    except OSError:
+        return  # iter_batch reports it
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        try:
+            json.loads(head)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return  # bad lines of a JSONL file: each becomes an error record
+        raise InputFileError(
+            f"--input takes JSONL, one conversation per line; {path} is one JSON document: "
+            f"rewrite a single conversation with `qr-edge rewrite {path}`"
+        ) from None
+
+
 def _run_batch(rw: Rewriter, input: Path, output: Path | None, resume: bool) -> int:
     """Stream results as they come; bad lines become error records. Exit code 1 when any line failed."""
     items = list(iter_batch(input))
@@ -237,12 +263,23 @@ def _run_batch(rw: Rewriter, input: Path, output: Path | None, resume: bool) -> 
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+    written = [min(skip, len(items))]
+
+    def advance() -> None:
+        written[0] += 1
+        progress.advance(task)
+
     with Progress(*columns, console=err_console) as progress:
-        task = progress.add_task("rewrite", total=len(items), completed=min(skip, len(items)))
+        task = progress.add_task("rewrite", total=len(items), completed=written[0])
         try:
-            summary = run_batch(
-                lambda item: rw.rewrite(item.messages), items, out, skip, on_item=lambda: progress.advance(task)
+            summary = run_batch(lambda item: rw.rewrite(item.messages), items, out, skip, on_item=advance)
+        except KeyboardInterrupt:
+            progress.stop()
+            where = f" to {output}; run the same command with --resume to continue" if output is not None else ""
+            err_console.print(
+                f"interrupted: {written[0]} of {len(items)} lines written{where}", highlight=False, soft_wrap=True
             )
+            raise
         finally:
             if out is not sys.stdout:
                 out.close()

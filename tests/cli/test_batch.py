@@ -123,3 +123,26 @@ def test_a_small_context_drops_old_turns_or_is_a_typed_error_per_line(tmp_path):
         lines = [json.loads(x) for x in out.read_text().splitlines()]
         assert [x["line"] for x in lines] == [1, 2]
         assert lines[1]["error"]["type"] == "ContextOverflowError"
+
+
+def test_input_mistakes_are_named_before_the_model_loads(tmp_path):
+    """A single conversation file, or a folder without --ray, given to --input: one clear line, exit 2."""
+    proc = run("rewrite", "--input", "examples/conversation.json")
+    assert proc.returncode == 2 and "one JSON document" in proc.stderr and "qr-edge rewrite examples/" in proc.stderr
+    proc = run("rewrite", "--input", str(tmp_path))
+    assert proc.returncode == 2 and "--ray" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_says_how_many_lines_are_written_and_how_to_resume(tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, _rows(40))
+    args = [*CLI, "rewrite", "--input", str(src), "--output", str(out), "--adapter", "none", "--n-examples", "0"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    written = out.read_text().count("\n")
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert f"interrupted: {written} of 40 lines written to {out}" in stderr and "--resume" in stderr
