@@ -94,6 +94,8 @@ def inspect_base(ref: str) -> BaseInfo:
             raise ConvertError(f"--base {ref} has no config.json; is it a Hugging Face model folder?")
         cfg = json.loads(cfg_path.read_text())
         return _from_config("hf", ref, cfg, cfg.get("_name_or_path") or path.name)
+    if ref.startswith((".", "/", "~")) or os.sep + os.sep in ref or ref.endswith(os.sep):
+        raise ConvertError(f"--base {ref}: no such file or folder")  # a path, not a hub id: never "download it"
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", ref):
         try:
             from transformers import AutoConfig
@@ -147,6 +149,8 @@ def file_sha256(path: Path) -> str:
 def inspect_adapter(ref: str) -> AdapterInfo:
     path = Path(ref)
     cfg_path = path / "adapter_config.json"
+    if not path.exists():
+        raise ConvertError(f"--adapter {ref}: no such folder")
     if not cfg_path.is_file():
         raise ConvertError(f"--adapter {ref} has no adapter_config.json; give the folder peft's save_pretrained wrote")
     cfg = json.loads(cfg_path.read_text())

@@ -76,6 +76,17 @@ def _common_prefix(a: Any, b: list[int]) -> int:
     return int(diff[0]) if diff.size else n
 
 
+def _gguf_type(path: str) -> str | None:
+    """``general.type`` of a GGUF file ("model", "adapter"), None when it cannot be read: why a load failed."""
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(path).get_field("general.type")
+        return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+    except Exception:  # not a GGUF at all: the caller's message stands
+        return None
+
+
 def cpu_features() -> set[str]:
     """The CPU features llama.cpp was built for and uses here (``AVX2``, ``AVX512_BF16``...)."""
     import llama_cpp
@@ -139,6 +150,11 @@ class LlamaEngine:
                 verbose=verbose,
             )
         except (ValueError, RuntimeError) as exc:
+            if _gguf_type(model_path) == "adapter":
+                raise ModelLoadError(
+                    f"{model_path} is a LoRA adapter, not a model: run it on its base model "
+                    "(--model BASE.gguf --adapter FILE, or Rewriter(BASE, adapter=FILE))"
+                ) from None
             raise ModelLoadError(f"llama.cpp could not load {model_path}: {exc}") from None
         self._llama_cpp = llama_cpp
         self.model_path = model_path

@@ -163,3 +163,17 @@ def test_show_prompt_prints_the_exact_prompt_unwrapped():
 
     prompt = Rewriter(n_ctx=1024).render_prompt(read_conversation(ROOT / "examples" / "conversation.json"))
     assert prompt in proc.stdout and max(len(line) for line in prompt.splitlines()) > 40
+
+
+def test_error_messages_point_the_right_way(tmp_path):
+    """An adapter GGUF given as --model, a missing local base folder (not a hub id), a missing --adapter folder."""
+    from qr_edge.model_source import bundled_adapter_path, embedded_model_path
+
+    proc = run("rewrite", "examples/conversation.json", "--model", bundled_adapter_path())
+    assert proc.returncode == 3 and "is a LoRA adapter, not a model" in proc.stderr, proc.stderr
+    _no_traceback(proc)
+    pytest.importorskip("torch")
+    proc = run("convert", "--base", "./Qwen2.5-3B-Instruct", "--out", str(tmp_path / "x.gguf"))
+    assert proc.returncode != 0 and "no such file or folder" in proc.stderr and "download" not in proc.stderr
+    proc = run("convert", "--base", embedded_model_path(), "--adapter", str(tmp_path / "nope"), "--out", "x.gguf")
+    assert proc.returncode != 0 and "no such folder" in proc.stderr, proc.stderr
