@@ -190,6 +190,10 @@ def mix_command(
     recipe: Annotated[Path, typer.Option("--recipe", help="TOML recipe (see recipes/default.toml)")],
     out: Annotated[Path, typer.Option("--out", help="folder for train.jsonl, dev-*.jsonl, test-*.jsonl, card.json")],
     force: ForceOpt = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="folder holding the corpus files (default: the paths the recipe gives)"),
+    ] = None,
 ) -> None:
     """Build a training mix and held-out dev/test splits per style from public corpora and the generators (seeded)."""
     from rich.table import Table
@@ -198,7 +202,7 @@ def mix_command(
 
     _refuse_existing(out, force)
 
-    card = build_mix(recipe, out)
+    card = build_mix(recipe, out, data_dir)
     table = Table(title=f"{out} (recipe sha256 {card.recipe_sha256[:12]})")
     for col in ("file", "records", "labels", "sha256"):
         table.add_column(col)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from ..adapters import adapter_choice
 from ..rewriter import Rewriter
@@ -67,5 +68,12 @@ def rewriter_settings(
 
 
 def build_rewriter(settings: dict[str, Any]) -> Rewriter:
-    """A ``Rewriter`` from :func:`rewriter_settings`."""
-    return Rewriter(**settings)
+    """A ``Rewriter`` from :func:`rewriter_settings`; says on stderr when --n-examples cannot apply."""
+    rw = Rewriter(**settings)
+    if settings.get("n_examples") and rw.builder.compact:
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] --n-examples {settings['n_examples']} has no effect: the model's prompt format "
+            f"{rw.builder.fmt} (a fine-tuned adapter) shows no few-shot examples",
+            highlight=False,
+        )
+    return rw

@@ -126,13 +126,23 @@ def _as_legacy(record: RewriteRecord) -> RewriteRecord | None:
     )
 
 
-def _records(spec: SourceSpec, base: Path, seed: int) -> tuple[list[RewriteRecord], list[RewriteRecord]]:
-    """(pool for train, pool for dev/test): the held-out pool is generated apart for generators."""
+def _records(
+    spec: SourceSpec, base: Path, seed: int, data_dir: Path | None = None
+) -> tuple[list[RewriteRecord], list[RewriteRecord]]:
+    """(pool for train, pool for dev/test): the held-out pool is generated apart for generators. ``data_dir``
+    replaces the folder of every corpus file the recipe names (the corpora are somewhere else on this machine)."""
     if spec.is_corpus:
         paths = ([spec.path] if spec.path else []) + spec.paths
         if not paths:
             raise InputFileError(f"source {spec.name}: a corpus needs a path")
-        records = [r for p in paths for r in import_corpus(spec.kind, base / p).records]
+        files = [data_dir / Path(p).name if data_dir else base / p for p in paths]
+        for f in files:
+            if not f.is_file():
+                raise InputFileError(
+                    f"source {spec.name}: {f} not found; point --data-dir at the folder that holds the public "
+                    "corpora (../shared/data beside the project, see its README)"
+                )
+        records = [r for f in files for r in import_corpus(spec.kind, f).records]
         return records, records
     total = spec.train + spec.dev + spec.test
     if spec.kind == "synthetic":
@@ -143,7 +153,7 @@ def _records(spec: SourceSpec, base: Path, seed: int) -> tuple[list[RewriteRecor
     return records[: spec.train], records[spec.train :]
 
 
-def build_mix(recipe_path: str | Path, out_dir: str | Path) -> MixCard:
+def build_mix(recipe_path: str | Path, out_dir: str | Path, data_dir: str | Path | None = None) -> MixCard:
     """Write ``train.jsonl``, ``dev-<style>.jsonl``, ``test-<style>.jsonl`` and ``card.json``; deterministic."""
     recipe_path = Path(recipe_path)
     recipe = load_recipe(recipe_path)
@@ -155,7 +165,7 @@ def build_mix(recipe_path: str | Path, out_dir: str | Path) -> MixCard:
     held: dict[str, list[RewriteRecord]] = defaultdict(list)
     for i, spec in enumerate(recipe.sources):
         rng = random.Random(f"{recipe.seed}-{spec.name}")
-        pool, held_pool = _records(spec, base, recipe.seed + i)
+        pool, held_pool = _records(spec, base, recipe.seed + i, Path(data_dir) if data_dir else None)
         if spec.is_corpus:
             groups = sorted({_group(r) for r in pool})
             rng.shuffle(groups)

@@ -135,6 +135,8 @@ def test_n_examples_outside_0_to_10_is_a_usage_error():
         proc = run("rewrite", "examples/conversation.json", "--n-examples", value)
         assert proc.returncode == 2 and "--n-examples" in proc.stderr, proc.stderr
         _no_traceback(proc)
+    ignored = run("rewrite", "examples/conversation.json", "--n-examples", "3")  # the default: format 2, 0-shot
+    assert ignored.returncode == 0 and "--n-examples 3 has no effect" in ignored.stderr, ignored.stderr
 
 
 def test_first_use_says_on_stderr_that_it_makes_the_run_copy_once(tmp_path):

@@ -147,3 +147,13 @@ def test_default_recipe_splits_do_not_overlap(tmp_path):
         "test-en-answer-search.jsonl",
     } <= set(card.files)
     assert split_overlap(_files(tmp_path)) == []
+
+
+def test_corpora_elsewhere_are_found_with_data_dir(tmp_path):
+    _corpora(tmp_path)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace('path = "rw.tsv"', 'path = "../../shared/data/rw.tsv"'))
+    with pytest.raises(InputFileError, match="--data-dir"):
+        build_mix(recipe, tmp_path / "a")
+    card = build_mix(recipe, tmp_path / "b", data_dir=tmp_path)
+    assert card.files["dev-zh.jsonl"]["records"] > 0
