@@ -68,9 +68,12 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --max-steps 250 \
 		--init-adapter $(INIT_ADAPTER) $(if $(RESUME),--resume)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
+	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF
+	$(PY) scripts/calibrate_gate.py --adapter-gguf $(ADAPTER) --adapter-dir $(ADAPTER_DIR) --mix $(MIX)
+	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
 eval-adapter: $(VENV)/.all
-	$(QR) eval $(foreach f,$(wildcard $(MIX)/test-*.jsonl),--data $(f)) --baselines --out build/eval-default.json
+	$(QR) eval $(foreach f,$(wildcard $(MIX)/test-*.jsonl),--data $(f)) --baselines --limit 60 --out build/eval-default.json
 
 # The converter example: merge the committed DoRA demo adapter into the embedded model (needs torch).
 $(DORA_MODEL): $(VENV)/.convert $(DORA_ADAPTER)/adapter_model.safetensors

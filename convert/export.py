@@ -17,6 +17,7 @@ from typing import Any
 
 from qr_edge.atomic_file import AtomicOutputs, check_interrupted
 from qr_edge.model_meta import (
+    ADAPTER_GATE_KEYS,
     META_ADAPTER_METHOD,
     META_ADAPTER_NAME,
     META_ADAPTER_SHA256,
@@ -82,12 +83,18 @@ def _metadata(options: ConvertOptions, base: BaseInfo, adapter: AdapterInfo | No
             meta[META_PROMPT_VERSION] = str(adapter.meta["prompt_format_version"])
         if "dataset_sha256" in adapter.meta:
             meta[META_DATASET_SHA256] = str(adapter.meta["dataset_sha256"])
+        meta.update(gate_metadata(adapter.meta))
     n_examples = (
         options.n_examples if options.n_examples is not None else (adapter.meta.get("n_examples") if adapter else None)
     )
     if n_examples is not None:
         meta[META_N_EXAMPLES] = int(n_examples)
     return meta
+
+
+def gate_metadata(adapter_meta: dict[str, Any]) -> dict[str, str]:
+    """The gate thresholds calibrated for an adapter (its qr_edge.json), as the GGUF keys the runtime reads."""
+    return {key: str(float(adapter_meta[name])) for name, key in ADAPTER_GATE_KEYS.items() if name in adapter_meta}
 
 
 def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertReport:

@@ -34,6 +34,7 @@ from qr_edge.model_meta import (
 
 from .arch import get_arch
 from .errors import ConvertError, VerificationError
+from .export import gate_metadata
 from .report import AdapterExportReport, ConvertOptions
 from .source import (
     LINEAR_MODULES,
@@ -68,6 +69,7 @@ def adapter_metadata(base: BaseInfo, adapter: AdapterInfo, spec_arch: str) -> di
         meta[META_PROMPT_VERSION] = str(adapter.meta["prompt_format_version"])
     if "dataset_sha256" in adapter.meta:
         meta[META_DATASET_SHA256] = str(adapter.meta["dataset_sha256"])
+    meta.update(gate_metadata(adapter.meta))
     return meta
 
 

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 from .errors import AdapterError
 from .model_meta import (
+    DEFAULT_GATE_THRESHOLD,
     DEFAULT_N_EXAMPLES,
     META_BASE_ARCH,
     META_BASE_NAME,
+    META_GATE_DEPEND_THRESHOLD,
+    META_GATE_NEED_THRESHOLD,
     META_N_EXAMPLES,
     META_PROMPT_VERSION,
     PROMPT_FORMAT_VERSION,
@@ -68,6 +71,19 @@ def prompt_spec(metadata: dict[str, str], source: str, n_examples: int | None = 
     if n_examples is None:
         n_examples = int(recorded) if recorded is not None else DEFAULT_N_EXAMPLES
     return PromptSpec(fmt=fmt or PROMPT_FORMAT_VERSION, n_examples=n_examples)
+
+
+def gate_thresholds(metadata: dict[str, str]) -> tuple[float, float]:
+    """(need, depend) thresholds of the gate as the adapter or model records them (0.5 where it does not)."""
+
+    def read(key: str) -> float:
+        try:
+            value = float(metadata.get(key, DEFAULT_GATE_THRESHOLD))
+        except ValueError:
+            return DEFAULT_GATE_THRESHOLD
+        return value if 0.0 < value < 1.0 else DEFAULT_GATE_THRESHOLD
+
+    return read(META_GATE_NEED_THRESHOLD), read(META_GATE_DEPEND_THRESHOLD)
 
 
 def check_adapter(adapter_meta: dict[str, str], base_meta: dict[str, str], path: str) -> None:

@@ -28,6 +28,16 @@ META_ADAPTER_NAME = "qr_edge.adapter.name"
 META_ADAPTER_METHOD = "qr_edge.adapter.method"
 META_ADAPTER_SHA256 = "qr_edge.adapter.sha256"
 META_DATASET_SHA256 = "qr_edge.train.dataset_sha256"
+#: P(yes) above which the gate's answer counts as yes, chosen on dev for each adapter (scripts/calibrate_gate.py,
+#: a step of ``make adapter``) and recorded in its GGUF; 0.5 where none is recorded.
+META_GATE_NEED_THRESHOLD = "qr_edge.gate.need_threshold"
+META_GATE_DEPEND_THRESHOLD = "qr_edge.gate.depend_threshold"
+DEFAULT_GATE_THRESHOLD = 0.5
+#: qr_edge.json keys (written by training or calibration) -> the GGUF keys an export records them under.
+ADAPTER_GATE_KEYS = {
+    "gate_need_threshold": META_GATE_NEED_THRESHOLD,
+    "gate_depend_threshold": META_GATE_DEPEND_THRESHOLD,
+}
 
 
 def output_budget(query_tokens: int) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import BUNDLED, PromptFormatWarning, _Bundled, check_adapter, prompt_spec
+from .adapters import BUNDLED, PromptFormatWarning, _Bundled, check_adapter, gate_thresholds, prompt_spec
 from .engine import LlamaEngine
 from .errors import AdapterError, ContextOverflowError
 from .examples import FewShotExample, load_examples, select_examples
@@ -125,7 +125,9 @@ class Rewriter:
         examples = select_examples(self._pool, spec.n_examples, self._example_order)
         builder = PromptBuilder(self.engine.chat_template, examples, fmt=spec.fmt)
         guard = self._custom_guard or LeakageGuard(builder.examples)
-        return _Profile(adapter=name, builder=builder, guard=guard, gate=QueryGate(self.engine, builder, adapter=name))
+        need, depend = gate_thresholds(metadata)
+        gate = QueryGate(self.engine, builder, need_threshold=need, depend_threshold=depend, adapter=name)
+        return _Profile(adapter=name, builder=builder, guard=guard, gate=gate)
 
     # -- which adapter ---------------------------------------------------------------------------
     @property

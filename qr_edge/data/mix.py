@@ -109,7 +109,7 @@ def _as_unchanged(record: RewriteRecord) -> RewriteRecord | None:
     )
 
 
-def _as_legacy(record: RewriteRecord) -> RewriteRecord | None:
+def as_legacy(record: RewriteRecord) -> RewriteRecord | None:
     if not record.depends_on_assistant():
         return None
     users = record.legacy_messages
@@ -184,7 +184,7 @@ def build_mix(recipe_path: str | Path, out_dir: str | Path, data_dir: str | Path
             if spec.rewrite_as_query and rng.random() < spec.rewrite_as_query:
                 extra.append(_as_unchanged(r))
             if spec.legacy and rng.random() < spec.legacy:
-                extra.append(_as_legacy(r))
+                extra.append(as_legacy(r))
         train += [r for r in pool for _ in range(spec.repeat)] + [r for r in extra if r is not None]
     # A conversation held out by one source (QReCC's two files share dialogues) never trains through another.
     held_groups = {_group(r) for records in held.values() for r in records if r.conversation}

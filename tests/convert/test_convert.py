@@ -222,7 +222,7 @@ def test_cli_interrupt_leaves_no_half_file(tiny, tmp_path, sig):
     "extra, code, message",
     [
         (["--quant", "Q9_Z"], 2, "valid: F32, F16"),
-        (["--adapter", "nope"], 2, "adapter_config.json"),
+        (["--adapter", "nope"], 2, "no such folder"),
         (["--base", "nope-dir"], 2, "neither a folder"),
     ],
 )

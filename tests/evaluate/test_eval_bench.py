@@ -122,7 +122,7 @@ def test_bench_command_runs_on_a_tiny_input(tmp_path):
     text = docs.read_text()
     assert "Machine:" in text and "| qr-edge | stream |" in text and "| floor | stream |" in text
     assert "its copy with the adapter merged in" in text
-    assert "faster per rewrite" in text and "than floor" not in text
+    assert ("faster per rewrite" in text or "slower per rewrite" in text) and "than floor" not in text
 
 
 def test_bench_requests_arrive_in_order():
