@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,16 +99,18 @@ def _add(
         result.skip(where, exc.errors()[0]["msg"])
 
 
-def _added_units(rewrite: str, query: str) -> set[str]:
-    """Content the rewrite adds to the query (a unit that is also in the query is no addition)."""
-    return new_content(rewrite, [query])
-
-
 def _read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"cannot read {path}: {exc}") from None
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped columns) of every non-blank line of a tab-separated corpus."""
+    for n, line in enumerate(_read_lines(path), start=1):
+        if line.strip():
+            yield n, [c.strip() for c in line.split("\t")]
 
 
 def _read_json(path: Path) -> Any:
@@ -122,17 +124,14 @@ def import_rewrite_tsv(path: Path) -> ImportResult:
     """REWRITE: one user/assistant/user -> rewrite case per line; duplicates of (q1, a1, q2) are dropped (counted)."""
     result = ImportResult()
     seen: set[tuple[str, ...]] = set()
-    for n, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
-        cols = line.split("\t")
+    for n, cols in _tsv_rows(path):
         if len(cols) != 4:
             result.skip(f"line {n}", f"expected 4 tab-separated columns, got {len(cols)}")
             continue
-        if not all(c.strip() for c in cols):
+        if not all(cols):
             result.skip(f"line {n}", "an empty column")
             continue
-        q1, a1, q2, rewrite = (c.strip() for c in cols)
+        q1, a1, q2, rewrite = cols
         if (q1, a1, q2) in seen:
             result.skip(f"line {n}", "duplicate conversation")
             continue
@@ -273,10 +272,7 @@ def import_qrecc_jsonl(path: Path) -> ImportResult:
 def import_canard_tsv(path: Path) -> ImportResult:
     """CANARD test rows: title, section, q1, a1, ..., question, rewrite; the title and section open the history."""
     result = ImportResult()
-    for n, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
-        cols = [c.strip() for c in line.split("\t")]
+    for n, cols in _tsv_rows(path):
         if len(cols) < 4 or len(cols) % 2:
             result.skip(
                 f"line {n}",
@@ -301,11 +297,8 @@ def import_canard_questions(path: Path) -> ImportResult:
     """
     result = ImportResult()
     dialogues: dict[str, list[str]] = {}
-    for n, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
+    for n, cols in _tsv_rows(path):
         where = f"line {n}"
-        cols = [c.strip() for c in line.split("\t")]
         if len(cols) != 3 or "_q#" not in cols[0]:
             result.skip(where, "expected C_<dialogue>_q#<k>, question, rewrite")
             continue
@@ -329,11 +322,8 @@ def import_canard_questions(path: Path) -> ImportResult:
 def import_restoration_tsv(path: Path) -> ImportResult:
     """Restoration-200K: c1..c5 alternate speakers and c5 is the other side, so c5, c3, c1 are assistant turns."""
     result = ImportResult()
-    for n, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
+    for n, cols in _tsv_rows(path):
         where = f"line {n}"
-        cols = [c.strip() for c in line.split("\t")]
         if len(cols) != 8:
             result.skip(where, f"expected 8 tab-separated columns, got {len(cols)}")
             continue
