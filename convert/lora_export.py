@@ -138,7 +138,7 @@ def read_lora_gguf(path: Path, base: BaseInfo, config: Any) -> tuple[dict[str, d
     field = reader.get_field(gguf.Keys.Adapter.LORA_ALPHA)
     if field is None:
         raise ConvertError(f"{path} is not a GGUF LoRA adapter (no {gguf.Keys.Adapter.LORA_ALPHA})")
-    alpha = float(field.parts[field.data[0]][0])
+    alpha = float(field.contents())
     hf_names = {}
     for layer in range(base.num_layers):
         for group in ("self_attn", "mlp"):

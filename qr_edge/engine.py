@@ -82,7 +82,7 @@ def _gguf_type(path: str) -> str | None:
         from gguf import GGUFReader
 
         field = GGUFReader(path).get_field("general.type")
-        return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+        return field.contents() if field is not None else None
     except Exception:  # not a GGUF at all: the caller's message stands
         return None
 

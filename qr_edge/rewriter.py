@@ -134,6 +134,11 @@ class Rewriter:
     def adapter_names(self) -> list[str]:
         return [name for name in self._profiles if name is not None]
 
+    def require_adapter(self, adapter: str | None | _Bundled) -> None:
+        """Raise ``AdapterError`` when a call cannot run under ``adapter`` (not loaded, or the bare base of a model
+        with an adapter merged in): a service checks this before a request waits for a busy model."""
+        self._select(adapter)
+
     def _select(self, adapter: str | None | _Bundled) -> _Profile:
         name = self.default_adapter if isinstance(adapter, _Bundled) else adapter
         if name is None:

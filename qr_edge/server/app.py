@@ -115,8 +115,9 @@ class RequestTimeoutError(ServerError):
     status = 504
 
 
-def _status(exc: QrEdgeError) -> int:
-    return exc.status if isinstance(exc, ServerError) else 422
+def _status(exc: QrEdgeError) -> tuple[int, dict[str, str] | None]:
+    """HTTP status and headers of a refusal: a server error's own, else 422 for the library's errors."""
+    return (exc.status, exc.headers) if isinstance(exc, ServerError) else (422, None)
 
 
 def _error_body(error_type: str, message: str) -> dict[str, Any]:
@@ -124,8 +125,8 @@ def _error_body(error_type: str, message: str) -> dict[str, Any]:
 
 
 def _error_response(exc: QrEdgeError) -> JSONResponse:
-    headers = exc.headers if isinstance(exc, ServerError) else None
-    return JSONResponse(_error_body(type(exc).__name__, str(exc)), status_code=_status(exc), headers=headers)
+    status, headers = _status(exc)
+    return JSONResponse(_error_body(type(exc).__name__, str(exc)), status_code=status, headers=headers)
 
 
 # -- the pool -------------------------------------------------------------------------------------
@@ -321,9 +322,7 @@ class ModelsResponse(BaseModel):
     workers: int
 
 
-def _prepare(
-    req: RewriteRequest, adapters: Sequence[str], merged: str | None = None
-) -> Callable[[Rewriter], dict[str, Any]]:
+def _prepare(req: RewriteRequest, rewriter: Rewriter) -> Callable[[Rewriter], dict[str, Any]]:
     """Check what the schema cannot before the request takes a queue slot (a bad request never waits for a
     busy rewriter); return the model call, which gives the result's JSON body."""
     if (req.messages is None) == (req.queries is None):
@@ -334,13 +333,13 @@ def _prepare(
     if not isinstance(req.options.get("include_prompt", False), bool):
         raise InvalidRequestError("options.include_prompt must be true or false")
     adapter = req.adapter if "adapter" in req.model_fields_set else BUNDLED
-    if isinstance(adapter, str) and adapter not in adapters:
-        raise AdapterError(f"no adapter named {adapter!r} is loaded; loaded: {', '.join(adapters) or 'none'}")
+    merged = rewriter.engine.merged_adapter
     if adapter is None and merged is not None:  # the library's advice (a Rewriter argument) is not the service's
         raise AdapterError(
             f"adapter {merged!r} is merged into this service's model, so the bare base is not served; "
             "start one with `qr-edge serve --adapter none` for it"
         )
+    rewriter.require_adapter(adapter)
     include_prompt = req.options.get("include_prompt", False)
     if req.messages is not None:
         messages = parse_messages(req.messages)
@@ -530,7 +529,7 @@ def create_app(
         summary="Rewrite the last user query of a conversation",
     )
     async def rewrite(body: RewriteRequest) -> JSONResponse:
-        call = _prepare(body, pool.primary.adapter_names, pool.primary.engine.merged_adapter)
+        call = _prepare(body, pool.primary)
         return JSONResponse(await dispatcher.run(lambda rewriter, _cancelled: call(rewriter)))
 
     @app.post(
@@ -544,7 +543,7 @@ def create_app(
             item_id = raw.get("id") if isinstance(raw, dict) else None
             try:
                 req = RewriteRequest.model_validate(raw)
-                slots.append((item_id, _prepare(req, pool.primary.adapter_names, pool.primary.engine.merged_adapter)))
+                slots.append((item_id, _prepare(req, pool.primary)))
             except ValidationError as exc:
                 slots.append(_error_record("InvalidRequestError", _validation_message(exc.errors(), "item"), item_id))
             except QrEdgeError as exc:
@@ -575,8 +574,8 @@ def create_app(
 
     add_openai_routes(
         app,
-        names=lambda: pool.primary.adapter_names,
+        primary=lambda: pool.primary,
         run=lambda job: dispatcher.run(lambda rewriter, _cancelled: job(rewriter)),
-        status=lambda exc: (_status(exc), exc.headers if isinstance(exc, ServerError) else None),
+        status=_status,
     )
     return app

@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..adapters import BUNDLED
-from ..errors import AdapterError, InvalidConversationError, QrEdgeError
+from ..errors import InvalidConversationError, QrEdgeError
 from ..messages import Message, parse_messages
 from ..result import RewriteResult
 from ..rewriter import Rewriter
@@ -85,8 +85,8 @@ def _text(content: Any, i: int) -> str | None:
     raise InvalidConversationError(f"message {i} content must be a string or a list of text parts")
 
 
-def conversation(raw: Any) -> tuple[list[Message], str | None]:
-    """The conversation to rewrite from a request's ``messages``, and the condense template it came in, if any."""
+def conversation(raw: Any) -> list[Message]:
+    """The conversation to rewrite from a request's ``messages`` (a condense prompt parsed back into its turns)."""
     if not isinstance(raw, list) or not raw:
         raise InvalidConversationError('"messages" must be a non-empty list of {"role", "content"} objects')
     turns = []
@@ -99,22 +99,19 @@ def conversation(raw: Any) -> tuple[list[Message], str | None]:
         if role == "assistant" and not text:
             continue  # a tool call: no text to resolve against
         turns.append({"role": role, "content": text})
-    template = None
     if len(turns) == 1 and turns[0]["role"] == "user" and isinstance(turns[0]["content"], str):
         found = match_condense_prompt(turns[0]["content"])
         if found:
-            template, turns = found
+            turns = found[1]
     if not any(t["role"] == "user" for t in turns):
         raise InvalidConversationError("the request has no user message to rewrite")
-    return parse_messages(turns), template
+    return parse_messages(turns)
 
 
-def _adapter(model: Any, names: list[str]) -> Any:
+def _adapter(model: Any) -> Any:
+    """``qr-edge:NAME`` names a loaded adapter; any other model name means the default one."""
     if isinstance(model, str) and model.startswith(MODEL_ID + ":"):
-        name = model.split(":", 1)[1]
-        if name not in names:
-            raise AdapterError(f"model {model!r}: no adapter named {name!r} is loaded; loaded: {', '.join(names)}")
-        return name
+        return model.split(":", 1)[1]
     return BUNDLED
 
 
@@ -166,7 +163,7 @@ async def _chunks(result: RewriteResult, model: str, cid: str, created: int, usa
 
 def add_openai_routes(
     app: FastAPI,
-    names: Callable[[], list[str]],
+    primary: Callable[[], Rewriter],
     run: Callable[[Callable[[Rewriter], RewriteResult]], Any],
     status: Callable[[QrEdgeError], tuple[int, dict[str, str] | None]],
 ) -> None:
@@ -186,8 +183,9 @@ def add_openai_routes(
             stream = body.get("stream", False)
             if not isinstance(stream, bool):
                 raise OpenAIRequestError("stream must be true or false")
-            messages, _template = conversation(body.get("messages"))
-            adapter = _adapter(body.get("model"), names())
+            messages = conversation(body.get("messages"))
+            adapter = _adapter(body.get("model"))
+            primary().require_adapter(adapter)  # before the request waits for a busy model
             result = await run(lambda rewriter: rewriter.rewrite(messages, adapter=adapter))
         except OpenAIRequestError as exc:
             return openai_error(exc, 400)
