@@ -26,7 +26,7 @@ from qr_edge.chat_template import ChatTemplate
 from qr_edge.data.dataset import RewriteRecord, dataset_sha256, read_dataset
 from qr_edge.evaluate.bench import cpu_flags
 from qr_edge.messages import Message
-from qr_edge.model_meta import COMPACT_PROMPT_FORMAT, PROMPT_FORMATS, output_budget
+from qr_edge.model_meta import PROMPT_FORMATS, TRAIN_PROMPT_FORMAT, output_budget
 from qr_edge.prompt import GateQuestion, PromptBuilder, fit_to_budget
 from qr_edge.text import normalise
 
@@ -57,7 +57,7 @@ class TrainOptions(BaseModel):
     eval_limit: int = 40
     save_every: int = 50
     max_steps: int | None = None
-    prompt_format: str = COMPACT_PROMPT_FORMAT
+    prompt_format: str = TRAIN_PROMPT_FORMAT
     bf16: str = "auto"  # auto: bf16 autocast only where the CPU has native bf16 (AVX512-BF16 / AMX); on | off
     threads: int | None = None
     benchmark: int | None = None  # run this many steps, report throughput and the projected time, save nothing

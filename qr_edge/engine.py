@@ -17,18 +17,21 @@ runs under it only, and neither the bare base nor other adapters are on it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .chat_template import ChatTemplate
-from .errors import AdapterError, ContextOverflowError, ModelLoadError, ModelNotFoundError
+from .errors import AdapterError, CancelledError, ContextOverflowError, ModelLoadError, ModelNotFoundError
 from .lookup import PromptLookup
 from .prompt import RenderedPrompt
 from .result import Timings
@@ -181,6 +184,7 @@ class LlamaEngine:
         #: full contexts' worth of KV cells, at least 64 MiB.
         self.max_cache_bytes = max_cache_bytes if max_cache_bytes is not None else max(64 << 20, 4 * self._kv_bytes())
         self._prefix_tokens: dict[str, list[int]] = {}
+        self._stop: threading.Event | None = None  # see ``stop_when``
         vocab = self._llm._model
         bos_id = vocab.token_bos()
         self._bos_text = vocab.token_get_text(bos_id) if bos_id >= 0 else ""
@@ -191,6 +195,23 @@ class LlamaEngine:
             eos_token=vocab.token_get_text(eos_id) if eos_id >= 0 else "",
             name=os.path.basename(model_path),
         )
+
+    @contextlib.contextmanager
+    def stop_when(self, event: threading.Event) -> Iterator[None]:
+        """Calls made in this block raise ``CancelledError`` between forward passes once ``event`` is set, so a
+        caller that gave up (a timed-out service request) frees the model instead of holding it to the end."""
+        with self._lock:
+            previous, self._stop = self._stop, event
+            try:
+                yield
+            finally:
+                self._stop = previous
+
+    def _check_stop(self) -> None:
+        if self._stop is not None and self._stop.is_set():
+            llm = self._llm
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # the context stays consistent for the next call
+            raise CancelledError("the call was cancelled by its caller")
 
     def warm(self, adapter: str | None = None) -> None:
         """Do the once-per-adapter work now (the split-invariance probe) rather than in the first call."""
@@ -299,6 +320,13 @@ class LlamaEngine:
 
     def detokenize(self, tokens: list[int]) -> str:
         return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
+
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """The most characters one token stands for: a text over ``n`` times this is over ``n`` tokens, known
+        without tokenizing it."""
+        vocab = self._llm._model
+        return max((len(vocab.token_get_text(i)) for i in range(self._llm.n_vocab())), default=1) or 1
 
     def token_ids(self, word: str) -> list[int]:
         return self._llm.tokenize(word.encode("utf-8"), add_bos=False, special=False)
@@ -480,6 +508,8 @@ class LlamaEngine:
             end = min(len(tokens), start + n_batch)
             if 0 < len(tokens) - end < last:
                 end = len(tokens) - last  # leave the last pass enough positions
+            if start:
+                self._check_stop()  # a long prompt is several passes: a caller that gave up stops between them
             logits = self._decode(tokens[start:end], outputs=outputs if end == len(tokens) else 1)
             start = end
         return logits
@@ -553,6 +583,7 @@ class LlamaEngine:
         padded = self.pass_rows >= 2
         draft = (self.token_ids(opening)[:k] if k > 0 and opening else []) or ([tokens[-1]] if padded else [])
         llm.n_tokens = reused
+        self._check_stop()
         # the prompt's pass verifies the draft too: logits at its last position and at each draft token
         predicted = np.argmax(self._eval([*tokens[reused:], *draft], outputs=1 + len(draft)), axis=1)
         first_at = time.perf_counter()
@@ -587,6 +618,7 @@ class LlamaEngine:
                 draft = lookup.draft(tail, max_tokens - len(out) - 1)
             draft = draft or ([nxt] if padded else [])  # any token: its logits are not used unless it is right
             base = llm.n_tokens
+            self._check_stop()
             predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
             passes += 1
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
@@ -621,6 +653,7 @@ class LlamaEngine:
             self._split_invariance()
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
             self._llm.n_tokens = reused
+            self._check_stop()
             logits = self._eval(tokens[reused:])[0].copy()
             self._live_prompt = tuple(tokens)
             end = time.perf_counter()

@@ -17,6 +17,10 @@ class ContextOverflowError(QrEdgeError):
     """Even with every old turn dropped, the prompt does not fit the model's context window."""
 
 
+class CancelledError(QrEdgeError):
+    """A model call stopped between forward passes because its caller gave up (a service request past its time)."""
+
+
 class ModelNotFoundError(QrEdgeError, FileNotFoundError):
     """The model file, environment variable or hub reference points at nothing loadable."""
 

@@ -36,7 +36,11 @@ class QueryGate:
     def _ask(self, messages: Sequence[Message], question: GateQuestion) -> tuple[float, Timings]:
         """P(yes) for one question, the prompt fitted to the context exactly as training fits it."""
         fitted = fit_to_budget(
-            messages, lambda m: self.builder.gate_prompt(m, question), self.engine.tokenize, self.engine.n_ctx - 1
+            messages,
+            lambda m: self.builder.gate_prompt(m, question),
+            self.engine.tokenize,
+            self.engine.n_ctx - 1,
+            max_token_chars=self.engine.max_token_chars,
         )
         if fitted is None:
             raise ContextOverflowError(f"the query alone does not fit the context of {self.engine.n_ctx} tokens")

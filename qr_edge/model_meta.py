@@ -9,7 +9,14 @@ from __future__ import annotations
 FULL_PROMPT_FORMAT = "1"
 #: Prompt format "2": a one-line task, no examples, long assistant turns clipped (for fine-tuned adapters).
 COMPACT_PROMPT_FORMAT = "2"
-PROMPT_FORMATS = (FULL_PROMPT_FORMAT, COMPACT_PROMPT_FORMAT)
+#: Prompt format "3": format 2 made append-only (for fine-tuned adapters): the current query is the last
+#: ``<user>`` turn of ``<history>`` and every assistant turn is clipped alike, so the prompt of turn n is the
+#: prefix of turn n+1's up to a closing part (``</history>``, the template's turn switch, ``<rewritten_query>``),
+#: and a follow-up evaluates little more than its new turns.
+APPEND_PROMPT_FORMAT = "3"
+PROMPT_FORMATS = (FULL_PROMPT_FORMAT, COMPACT_PROMPT_FORMAT, APPEND_PROMPT_FORMAT)
+#: What ``qr-edge train`` teaches unless told otherwise.
+TRAIN_PROMPT_FORMAT = APPEND_PROMPT_FORMAT
 #: What a model without qr-edge metadata is shown.
 PROMPT_FORMAT_VERSION = FULL_PROMPT_FORMAT
 

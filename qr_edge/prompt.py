@@ -6,6 +6,9 @@ Layout (the stable part first, so its KV cache is reused across calls and conver
     user:      <history><user>..</user><assistant>..</assistant></history> <current_query>..</current_query>
     assistant: <rewritten_query>  -> the model continues, and stops at </rewritten_query>
 
+Format "3" (append-only) writes the current query as the last ``<user>`` turn of ``<history>`` instead, so
+the next turn's prompt extends this one's and only the closing part after the last turn is evaluated again.
+
 All conversation text is XML-escaped, so a message cannot close or open a section.
 """
 
@@ -19,7 +22,13 @@ from xml.sax.saxutils import escape, unescape
 from .chat_template import ChatTemplate
 from .examples import FewShotExample
 from .messages import Message
-from .model_meta import COMPACT_PROMPT_FORMAT, MAX_HISTORY_TURNS, PROMPT_FORMAT_VERSION, PROMPT_FORMATS
+from .model_meta import (
+    APPEND_PROMPT_FORMAT,
+    FULL_PROMPT_FORMAT,
+    MAX_HISTORY_TURNS,
+    PROMPT_FORMAT_VERSION,
+    PROMPT_FORMATS,
+)
 
 REWRITE_OPEN, REWRITE_CLOSE = "<rewritten_query>", "</rewritten_query>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -44,6 +53,13 @@ COMPACT_REWRITE_TASK = (
 #: Format "2" clips assistant turns (characters): the last answer keeps more, since follow-ups point at it.
 LAST_ANSWER_CHARS = 480
 EARLIER_ANSWER_CHARS = 160
+#: Format "3": the current query is the last <user> turn; every assistant turn is clipped alike (a turn's text
+#: never changes as the conversation grows, so the prompt only grows).
+APPEND_REWRITE_TASK = (
+    "Rewrite the current query, the last <user> turn in <history>, as a standalone query; "
+    "copy it unchanged if it already stands alone."
+)
+APPEND_ANSWER_CHARS = 400
 
 
 def clip_answer(text: str, limit: int) -> str:
@@ -89,6 +105,12 @@ def _query_block(history: Sequence[Message], query: str) -> str:
     return f"{_history_block(history)}\n<current_query>{xml_escape(query)}</current_query>"
 
 
+def _append_block(history: Sequence[Message], query: str) -> str:
+    """Format 3: every turn, the query last; the text after the query's ``</user>`` is only ``</history>``."""
+    turns = "".join(f"<{m.role}>{xml_escape(m.content)}</{m.role}>\n" for m in history)
+    return f"<history>\n{turns}<user>{xml_escape(query)}</user>\n</history>"
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     """The exact text the model receives, its stable (cacheable) prefix, and where generation stops."""
@@ -111,13 +133,18 @@ class PromptBuilder:
             raise ValueError(f"unknown prompt format {fmt!r}; this runtime builds {', '.join(PROMPT_FORMATS)}")
         self.template = template
         self.fmt = fmt
-        self.examples = [] if fmt == COMPACT_PROMPT_FORMAT else list(examples)
+        self.examples = [] if self.compact else list(examples)
         self._prefixes: dict[str, str] = {}  # system text -> rendered text before the user turn's content
         self._system = self._system_text()
 
     @property
     def compact(self) -> bool:
-        return self.fmt == COMPACT_PROMPT_FORMAT
+        """Formats for fine-tuned adapters: a one-line task, no few-shot examples, assistant turns clipped."""
+        return self.fmt != FULL_PROMPT_FORMAT
+
+    @property
+    def append_only(self) -> bool:
+        return self.fmt == APPEND_PROMPT_FORMAT
 
     # -- sections --------------------------------------------------------------------------------
     def system_text(self) -> str:
@@ -125,7 +152,7 @@ class PromptBuilder:
 
     def _system_text(self) -> str:
         if self.compact:
-            return f"<task>{COMPACT_REWRITE_TASK}</task>"
+            return f"<task>{APPEND_REWRITE_TASK if self.append_only else COMPACT_REWRITE_TASK}</task>"
         parts = [f"<task>\n{REWRITE_TASK}\n</task>"]
         if self.examples:
             blocks = [
@@ -140,12 +167,14 @@ class PromptBuilder:
         history = list(messages[:-1])
         if self.compact:
             last = max((i for i, m in enumerate(history) if m.role == "assistant"), default=-1)
+
+            def limit(i: int) -> int:
+                if self.append_only:
+                    return APPEND_ANSWER_CHARS
+                return LAST_ANSWER_CHARS if i == last else EARLIER_ANSWER_CHARS
+
             history = [
-                m.model_copy(
-                    update={"content": clip_answer(m.content, LAST_ANSWER_CHARS if i == last else EARLIER_ANSWER_CHARS)}
-                )
-                if m.role == "assistant"
-                else m
+                m.model_copy(update={"content": clip_answer(m.content, limit(i))}) if m.role == "assistant" else m
                 for i, m in enumerate(history)
             ]
         return history, messages[-1].content
@@ -168,15 +197,19 @@ class PromptBuilder:
         stable = prefix if prefix and text.startswith(prefix) else ""
         return RenderedPrompt(text=text, stable_prefix=stable, stop=stop, opening=opening)
 
-    def rewrite_prompt(self, messages: Sequence[Message]) -> RenderedPrompt:
+    def _body(self, messages: Sequence[Message]) -> str:
         history, query = self.split(messages)
-        block = _query_block(history, query)
-        return self._render(self.system_text(), block, REWRITE_OPEN, REWRITE_STOP, opening=xml_escape(query))
+        return (_append_block if self.append_only else _query_block)(history, query)
+
+    def rewrite_prompt(self, messages: Sequence[Message]) -> RenderedPrompt:
+        opening = xml_escape(messages[-1].content)
+        return self._render(self.system_text(), self._body(messages), REWRITE_OPEN, REWRITE_STOP, opening=opening)
 
     def gate_prompt(self, messages: Sequence[Message], question: GateQuestion) -> RenderedPrompt:
-        history, query = self.split(messages)
         task = f"<task>\n{GATE_TASKS[question]}\n</task>"
-        return self._render(task, _query_block(history, query), ANSWER_OPEN, ANSWER_CLOSE)
+        if self.append_only:
+            task = task.replace("<current_query>", "the last <user> turn of <history>")
+        return self._render(task, self._body(messages), ANSWER_OPEN, ANSWER_CLOSE)
 
     # -- training pairs --------------------------------------------------------------------------
     @staticmethod
@@ -201,20 +234,25 @@ def fit_to_budget(
     tokenize: Callable[[str], list[int]],
     budget: int,
     max_turns: int = MAX_HISTORY_TURNS,
+    max_token_chars: int | None = None,
 ) -> tuple[list[Message], RenderedPrompt, list[int]] | None:
     """Keep the last ``max_turns`` history turns, then drop the oldest until the prompt is at most ``budget`` tokens.
 
     Returns the kept messages, the prompt and its tokens; None when even the query alone does not fit.
     The runtime and training both fit prompts here, so a model learns on exactly what it is later shown.
+    ``max_token_chars`` (the most characters one token of the vocabulary stands for): a prompt longer than
+    ``budget`` times it cannot fit, so it is cut without being tokenized (a 2 MB turn costs no seconds).
     """
     history = list(messages[:-1][-max_turns:]) if max_turns > 0 else []
     query = messages[-1]
+    max_chars = budget * max_token_chars if max_token_chars else None
     while True:
         kept = [*history, query]
         prompt = render(kept)
-        tokens = tokenize(prompt.text)
-        if len(tokens) <= budget:
-            return kept, prompt, tokens
+        if max_chars is None or len(prompt.text) <= max_chars:
+            tokens = tokenize(prompt.text)
+            if len(tokens) <= budget:
+                return kept, prompt, tokens
         if not history:
             return None
         history = history[1:]

@@ -175,11 +175,20 @@ class Rewriter:
         return self._fit(parse_messages(messages), self._select(adapter))
 
     def _fit(self, messages: list[Message], profile: _Profile) -> tuple[list[Message], RenderedPrompt, list[int], int]:
-        max_tokens = output_budget(len(self.engine.token_ids(messages[-1].content)))
-        budget = self.engine.n_ctx - max_tokens
-        fitted = fit_to_budget(
-            messages, profile.builder.rewrite_prompt, self.engine.tokenize, budget, self.max_history_turns
-        )
+        per_token = self.engine.max_token_chars
+        if len(messages[-1].content) > self.engine.n_ctx * per_token:  # refused before tokenizing megabytes
+            fitted = None
+        else:
+            max_tokens = output_budget(len(self.engine.token_ids(messages[-1].content)))
+            budget = self.engine.n_ctx - max_tokens
+            fitted = fit_to_budget(
+                messages,
+                profile.builder.rewrite_prompt,
+                self.engine.tokenize,
+                budget,
+                self.max_history_turns,
+                per_token,
+            )
         if fitted is None:
             raise ContextOverflowError(
                 f"the query alone does not fit the model's context of {self.engine.n_ctx} tokens; "

@@ -143,4 +143,6 @@ def serve(
     )
     if not api_key and not _is_loopback(host):
         err_console.print(f"[yellow]warning:[/] {host} is not loopback and no --api-key is set", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # SIGTERM drains: requests in flight finish (up to the timeout), new ones get 503, the process exits 0
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    server.DrainingServer(config, app.state.drain, grace_s=timeout + 5).run()

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..model_meta import TRAIN_PROMPT_FORMAT
 from .convert import _load_pipeline
 
 console = Console()
@@ -43,8 +44,11 @@ def train(
     ] = 0.25,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     prompt_format: Annotated[
-        str, typer.Option("--prompt-format", help="2: compact (adapters), 1: full task text")
-    ] = "2",
+        str,
+        typer.Option(
+            "--prompt-format", help="3: append-only (adapters), 2: compact, earlier answers shorter, 1: full task text"
+        ),
+    ] = TRAIN_PROMPT_FORMAT,
     bf16: Annotated[str, typer.Option("--bf16", help="auto (only where the CPU has native bf16), on, off")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads (default: all cores)")] = None,
     save_every: Annotated[int, typer.Option("--save-every", help="checkpoint every N steps")] = 50,

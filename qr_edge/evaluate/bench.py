@@ -47,6 +47,9 @@ class BenchRow(BaseModel):
     mean_ms: float = 0.0
     mean_prompt_tokens_evaluated: float | None = None
     mean_prompt_tokens_reused: float | None = None
+    #: tokens of the conversation text that arrived since the conversation's last rewrite (the new assistant
+    #: and user turns, as the prompt shows them): evaluated minus this is what the prompt format wraps around it
+    mean_new_turn_tokens: float | None = None
     generated_tokens_per_s: float | None = None
     load_s: float
     peak_rss_mb: float
@@ -153,8 +156,11 @@ def _bench_qr_edge(
     load_s = time.perf_counter() - start
     rows = []
     for scenario in scenarios:
-        ms, ev, re_, gen, gen_s, passes, floors = [], [], [], [], 0.0, 0, []
+        ms, ev, re_, gen, gen_s, passes, floors, turn_tokens = [], [], [], [], 0.0, 0, [], []
+        seen: list[list[dict[str, str]]] = []
         for messages in requests(scenario, turns, repeat):
+            turn_tokens.append(_new_turn_tokens(rw, messages, seen))
+            seen.append(messages)
             t = rw.rewrite(messages).timings
             ms.append(t.total_ms)
             ev.append(t.prompt_tokens_evaluated)
@@ -181,9 +187,21 @@ def _bench_qr_edge(
         row.floor_ms = round(statistics.median(floors), 1)
         row.efficiency = round(statistics.median(f / m for f, m in zip(floors, ms, strict=True)), 2)
         row.tokens_per_pass = round(sum(gen) / passes, 2) if passes else None
+        row.mean_new_turn_tokens = round(statistics.mean(turn_tokens), 1)
         floor = _row("floor", scenario, floors, load_s, ev, re_, note="llama.cpp alone for qr-edge's token counts")
         rows += [row, floor]
     return rows
+
+
+def _new_turn_tokens(rw: Any, messages: list[dict[str, str]], seen: list[list[dict[str, str]]]) -> int:
+    """Tokens of the turns not in the conversation's previous request, as the prompt shows them (clipped, escaped)."""
+    from ..messages import Message
+    from ..prompt import xml_escape
+
+    previous = max((len(p) for p in seen if p == messages[: len(p)]), default=0)
+    history, query = rw.builder.split([Message(**m) for m in messages])
+    shown = [m.content for m in history[previous:]] + [query]
+    return sum(len(rw.engine.token_ids(xml_escape(text))) for text in shown)
 
 
 def _history_text(messages: list[dict[str, str]]) -> str:

@@ -6,6 +6,7 @@ stays light and the CLI imports this lazily.
 
 from .app import (
     BatchTooLargeError,
+    BodyTimeoutError,
     InvalidJSONError,
     InvalidRequestError,
     PayloadTooLargeError,
@@ -16,10 +17,14 @@ from .app import (
     UnauthorizedError,
     create_app,
 )
+from .drain import DrainingServer, DrainState
 from .openai_api import OpenAIRequestError
 
 __all__ = [
     "BatchTooLargeError",
+    "BodyTimeoutError",
+    "DrainState",
+    "DrainingServer",
     "InvalidJSONError",
     "InvalidRequestError",
     "OpenAIRequestError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import queue
 import threading
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -36,14 +37,17 @@ from swagger_ui_bundle import swagger_ui_path
 
 from .. import __version__
 from ..adapters import BUNDLED
-from ..errors import AdapterError, InvalidConversationError, QrEdgeError
+from ..errors import AdapterError, CancelledError, InvalidConversationError, QrEdgeError
 from ..messages import messages_from_queries, parse_messages
 from ..result import RewriteResult
 from ..rewriter import Rewriter
+from .drain import DrainState
+from .json_response import SafeJSONResponse
 from .openai_api import MODEL_ID, add_openai_routes
 
 __all__ = [
     "BatchTooLargeError",
+    "BodyTimeoutError",
     "InvalidJSONError",
     "InvalidRequestError",
     "PayloadTooLargeError",
@@ -115,6 +119,30 @@ class RequestTimeoutError(ServerError):
     status = 504
 
 
+class BodyTimeoutError(ServerError):
+    """The client did not finish sending its body in time."""
+
+    status = 408
+
+
+#: Deepest ``id`` echoed back (a list or object inside a list or object...): ids match results to inputs.
+MAX_ID_DEPTH = 8
+
+
+def check_id(value: Any, depth: int = 0) -> None:
+    """Refuse an ``id`` that could not be echoed as JSON: NaN or infinite numbers, or nesting past MAX_ID_DEPTH."""
+    if depth > MAX_ID_DEPTH:
+        raise InvalidRequestError(f"id: nested more than {MAX_ID_DEPTH} deep; use a string or a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequestError("id: NaN and Infinity are not JSON; use a string or a finite number")
+    if isinstance(value, list):
+        for item in value:
+            check_id(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            check_id(item, depth + 1)
+
+
 def _status(exc: QrEdgeError) -> tuple[int, dict[str, str] | None]:
     """HTTP status and headers of a refusal: a server error's own, else 422 for the library's errors."""
     return (exc.status, exc.headers) if isinstance(exc, ServerError) else (422, None)
@@ -126,7 +154,7 @@ def _error_body(error_type: str, message: str) -> dict[str, Any]:
 
 def _error_response(exc: QrEdgeError) -> JSONResponse:
     status, headers = _status(exc)
-    return JSONResponse(_error_body(type(exc).__name__, str(exc)), status_code=status, headers=headers)
+    return SafeJSONResponse(_error_body(type(exc).__name__, str(exc)), status_code=status, headers=headers)
 
 
 # -- the pool -------------------------------------------------------------------------------------
@@ -181,39 +209,57 @@ class _Dispatcher:
         self.pool = pool
         self.queue_size = queue_size
         self.timeout_s = timeout_s
-        self.admitted = 0  # requests running or waiting; only touched on the event loop
-        self.limiter = anyio.CapacityLimiter(pool.size)  # threads in flight: one per rewriter
+        # requests running or waiting, and calls still on a rewriter after their request timed out: a freed
+        # queue slot would otherwise admit requests that only wait behind the abandoned call and time out too
+        self.admitted = 0
+        self._lock = threading.Lock()
+        self.limiter = anyio.CapacityLimiter(pool.size + queue_size)  # a thread per admitted request at most
+
+    def _release(self) -> None:
+        with self._lock:
+            self.admitted -= 1
 
     async def run(self, job: Callable[[Rewriter, threading.Event], T], units: int = 1) -> T:
         """Run ``job(rewriter, cancelled)`` in a worker thread within ``units`` x the timeout.
 
-        On timeout the thread is abandoned, not killed (a llama.cpp call cannot be interrupted): ``cancelled``
-        is set so a job between model calls stops early, and the rewriter goes back to the pool when it ends.
+        On timeout ``cancelled`` is set: the model call stops at its next forward pass (``CancelledError``), a
+        job between model calls stops early, and the request's admission slot is held until the thread ends.
         """
-        if self.admitted >= self.pool.size + self.queue_size:
-            raise ServerBusyError(
-                f"all {self.pool.size} rewriter(s) are busy and {self.queue_size} request(s) wait; retry shortly"
-            )
-        self.admitted += 1
+        with self._lock:
+            if self.admitted >= self.pool.size + self.queue_size:
+                raise ServerBusyError(
+                    f"all {self.pool.size} rewriter(s) are busy and {self.queue_size} request(s) wait; retry shortly"
+                )
+            self.admitted += 1
         budget = self.timeout_s * max(1, units)
         deadline = time.monotonic() + budget
         cancelled = threading.Event()
+        state = {"started": False}
 
         def work(rewriter: Rewriter) -> T:
-            if cancelled.is_set():  # the caller gave up while this thread waited for a rewriter
-                raise RequestTimeoutError("the request timed out before it ran")
-            return job(rewriter, cancelled)
+            with self._lock:
+                if cancelled.is_set():  # the caller gave up while this thread waited for a rewriter
+                    raise RequestTimeoutError("the request timed out before it ran")
+                state["started"] = True
+            try:
+                with rewriter.engine.stop_when(cancelled):
+                    return job(rewriter, cancelled)
+            finally:
+                self._release()
 
         try:
             with anyio.fail_after(budget):
                 return await anyio.to_thread.run_sync(
                     self.pool.call, work, deadline, abandon_on_cancel=True, limiter=self.limiter
                 )
-        except TimeoutError:
+        except (TimeoutError, CancelledError):
             raise RequestTimeoutError(f"no result within {budget:g} s; the query can be used as it is") from None
         finally:
-            cancelled.set()
-            self.admitted -= 1
+            with self._lock:
+                cancelled.set()
+                never_ran = not state["started"]
+            if never_ran:
+                self._release()
 
 
 # -- request bodies ---------------------------------------------------------------------------------
@@ -325,6 +371,7 @@ class ModelsResponse(BaseModel):
 def _prepare(req: RewriteRequest, rewriter: Rewriter) -> Callable[[Rewriter], dict[str, Any]]:
     """Check what the schema cannot before the request takes a queue slot (a bad request never waits for a
     busy rewriter); return the model call, which gives the result's JSON body."""
+    check_id(req.id)
     if (req.messages is None) == (req.queries is None):
         raise InvalidConversationError('give either "messages" (a conversation) or "queries" (user queries only)')
     unknown = sorted(set(req.options) - {"include_prompt"})
@@ -377,26 +424,40 @@ def _validation_message(errors: Sequence[Any], root: str = "body") -> str:
 
 # -- key and size checks, before any routing ---------------------------------------------------------
 class _GateMiddleware:
-    """Refuses a request without the API key (401) or with a body over the limit (413) before it is parsed."""
+    """Refuses a request while draining (503), without the API key (401), with a body over the limit (413) or
+    one that does not arrive in time (408), before it is parsed."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, api_key: str | None, max_body_bytes: int, body_timeout_s: float, drain: DrainState
+    ) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.drain = drain
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        """Either header that carries the key lets the request in (a wrong one beside a right one does not lock out)."""
         assert self.api_key is not None
-        given = headers.get(b"x-api-key")
-        auth = headers.get(b"authorization", b"")
-        scheme, _, token = auth.partition(b" ")
-        if scheme.lower() == b"bearer":
-            given = token.strip()
-        return given is not None and hmac.compare_digest(given, self.api_key)
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        given = [headers.get(b"x-api-key"), token.strip() if scheme.lower() == b"bearer" else None]
+        return any(g is not None and hmac.compare_digest(g, self.api_key) for g in given)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.drain.draining:
+            busy = ServerBusyError("the service is shutting down; retry shortly (or on another instance)")
+            await _error_response(busy)(scope, receive, send)
+            return
+        self.drain.in_flight += 1
+        try:
+            await self._checked(scope, receive, send)
+        finally:
+            self.drain.in_flight -= 1
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         path = scope["path"]
         is_open = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
@@ -409,20 +470,25 @@ class _GateMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _error_response(too_large)(scope, receive, send)
             return
-        # Read the (bounded) body here, so a chunked body without Content-Length is limited too.
+        # Read the (bounded) body here, so a chunked body without Content-Length is limited too, in time as well.
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await _error_response(too_large)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        with anyio.move_on_after(self.body_timeout_s) as reading:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    await _error_response(too_large)(scope, receive, send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        if reading.cancelled_caught:
+            late = BodyTimeoutError(f"the request body did not arrive within {self.body_timeout_s:g} s")
+            await _error_response(late)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -444,13 +510,19 @@ def create_app(
     max_batch: int = 64,
     timeout_s: float = 30.0,
     queue_size: int = 16,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     """The service over ``pool``. ``timeout_s`` is per rewrite (a batch of k items gets k times it), waiting
-    included; ``queue_size`` requests may wait for a rewriter beyond the ``pool.size`` running ones."""
-    if max_body_bytes < 1 or max_batch < 1 or timeout_s <= 0 or queue_size < 0:
-        raise ValueError("max_body_bytes and max_batch must be >= 1, timeout_s > 0, queue_size >= 0")
+    included; ``queue_size`` requests may wait for a rewriter beyond the ``pool.size`` running ones;
+    ``body_timeout_s``: how long a client may take to send its body. ``app.state.drain`` stops the service
+    gracefully (see ``DrainState``)."""
+    if max_body_bytes < 1 or max_batch < 1 or timeout_s <= 0 or queue_size < 0 or body_timeout_s <= 0:
+        raise ValueError("max_body_bytes and max_batch must be >= 1, timeout_s and body_timeout_s > 0, queue_size >= 0")
     dispatcher = _Dispatcher(pool, queue_size, timeout_s)
+    drain = DrainState()
     app = FastAPI(
+        default_response_class=SafeJSONResponse,
+        redirect_slashes=False,  # a redirect would echo the request's Host header back to the client
         title="qr-edge",
         version=__version__,
         description="Offline multi-turn query rewriting: the last user query of a conversation, made standalone.",
@@ -462,7 +534,10 @@ def create_app(
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
     app.mount("/static/playground", StaticFiles(directory=STATIC), name="playground")
     app.state.pool = pool
-    app.add_middleware(_GateMiddleware, api_key=api_key, max_body_bytes=max_body_bytes)
+    app.state.drain = drain
+    app.add_middleware(
+        _GateMiddleware, api_key=api_key, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s, drain=drain
+    )
 
     @app.exception_handler(QrEdgeError)
     async def _library_error(request: Request, exc: QrEdgeError) -> JSONResponse:
@@ -480,13 +555,15 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body (invalid UTF-8, nesting too deep for json)
+            return _error_response(InvalidJSONError(f"the body is not valid JSON: {exc.detail}"))
         name = "".join(w.capitalize() for w in HTTPStatus(exc.status_code).phrase.replace("-", " ").split())
-        return JSONResponse(_error_body(name, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return SafeJSONResponse(_error_body(name, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(_error_body("InternalError", "internal error; see the server log"), status_code=500)
+        return SafeJSONResponse(_error_body("InternalError", "internal error; see the server log"), status_code=500)
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:
@@ -505,6 +582,10 @@ def create_app(
     @app.get("/healthz", summary="Liveness probe (no API key needed)")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
+    async def healthz_head() -> Response:
+        return Response()
 
     @app.get("/v1/models", response_model=ModelsResponse, summary="The loaded model, its adapters and prompt format")
     async def models() -> ModelsResponse:
@@ -530,7 +611,7 @@ def create_app(
     )
     async def rewrite(body: RewriteRequest) -> JSONResponse:
         call = _prepare(body, pool.primary)
-        return JSONResponse(await dispatcher.run(lambda rewriter, _cancelled: call(rewriter)))
+        return SafeJSONResponse(await dispatcher.run(lambda rewriter, _cancelled: call(rewriter)))
 
     @app.post(
         "/v1/rewrite/batch", responses=_ERRORS, summary="Several rewrites in order; a bad item becomes an error record"
@@ -542,6 +623,11 @@ def create_app(
         for raw in body.items:
             item_id = raw.get("id") if isinstance(raw, dict) else None
             try:
+                check_id(item_id)
+            except InvalidRequestError as exc:  # not echoed: it cannot be written back as JSON
+                slots.append(_error_record(type(exc).__name__, str(exc), None))
+                continue
+            try:
                 req = RewriteRequest.model_validate(raw)
                 slots.append((item_id, _prepare(req, pool.primary)))
             except ValidationError as exc:
@@ -549,8 +635,9 @@ def create_app(
             except QrEdgeError as exc:
                 slots.append(_error_record(type(exc).__name__, str(exc), item_id))
 
+        out: list[dict[str, Any]] = []  # filled as items finish: what finished is returned even on timeout
+
         def run_all(rewriter: Rewriter, cancelled: threading.Event) -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = []
             for slot in slots:
                 if cancelled.is_set():
                     break  # timed out: nobody reads the rest
@@ -560,6 +647,8 @@ def create_app(
                 item_id, call = slot
                 try:
                     out.append(call(rewriter))
+                except CancelledError:
+                    break  # timed out in the middle of this item
                 except QrEdgeError as exc:
                     out.append(_error_record(type(exc).__name__, str(exc), item_id))
                 except Exception:  # one item's bug must not lose the others' results
@@ -569,8 +658,16 @@ def create_app(
 
         runnable = sum(1 for slot in slots if not isinstance(slot, dict))
         if runnable == 0:
-            return JSONResponse({"results": slots})
-        return JSONResponse({"results": await dispatcher.run(run_all, units=runnable)})
+            return SafeJSONResponse({"results": slots})
+        try:
+            return SafeJSONResponse({"results": await dispatcher.run(run_all, units=runnable)})
+        except RequestTimeoutError as exc:
+            done = out[:]  # the abandoned thread stops at its next forward pass; later appends are not read
+            late = [
+                slot if isinstance(slot, dict) else _error_record(type(exc).__name__, str(exc), slot[0])
+                for slot in slots[len(done) :]
+            ]
+            return SafeJSONResponse({"results": done + late})
 
     add_openai_routes(
         app,

@@ -33,6 +33,7 @@ from ..messages import Message, parse_messages
 from ..result import RewriteResult
 from ..rewriter import Rewriter
 from .condense import match_condense_prompt
+from .json_response import SafeJSONResponse
 
 MODEL_ID = "qr-edge"
 #: Fields of OpenAI's chat-completions request that are accepted and have no effect.
@@ -67,7 +68,7 @@ class OpenAIRequestError(QrEdgeError):
 
 def openai_error(exc: QrEdgeError, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": str(exc), "type": type(exc).__name__, "param": None, "code": None}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return SafeJSONResponse(body, status_code=status, headers=headers)
 
 
 def _text(content: Any, i: int) -> str | None:
@@ -150,7 +151,7 @@ async def _chunks(result: RewriteResult, model: str, cid: str, created: int, usa
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             **extra,
         }
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+        return f"data: {json.dumps(body)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""}, None)
     yield chunk({"content": result.rewrite}, None)
@@ -198,4 +199,4 @@ def add_openai_routes(
             options = body.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
             return StreamingResponse(_chunks(result, model, cid, created, usage), media_type="text/event-stream")
-        return JSONResponse(_completion(result, model, cid, created))
+        return SafeJSONResponse(_completion(result, model, cid, created))

@@ -189,8 +189,10 @@ def test_a_full_queue_gets_503_with_retry_after(pool):
 
 def test_a_slow_request_gets_504_and_the_rewriter_comes_back(pool, client):
     with serving(create_app(pool, timeout_s=0.005)) as c:
-        items = [{"messages": CONVERSATION}] * 2
-        assert error_of(c.post("/v1/rewrite/batch", json={"items": items}), 504)["type"] == "RequestTimeoutError"
+        assert error_of(c.post("/v1/rewrite", json={"messages": CONVERSATION}), 504)["type"] == "RequestTimeoutError"
+        items = [{"messages": CONVERSATION}] * 2  # a batch answers per item: what finished, then timeout records
+        results = c.post("/v1/rewrite/batch", json={"items": items}).json()["results"]
+        assert [res["error"]["type"] for res in results] == ["RequestTimeoutError"] * 2
         assert c.get("/healthz").status_code == 200
     r = client.post("/v1/rewrite", json={"messages": CONVERSATION})  # waits for the abandoned call to finish
     assert r.status_code == 200, r.text
