@@ -179,7 +179,7 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
                     "verification failed, nothing written: "
                     + "; ".join(
                         f"{r.quant}: top-1 {r.decisive_top1_agreement:.2%} on {r.decisive_positions} decisive positions"
-                        f" (needs {r.min_top1:.0%}), {r.top1_agreement:.2%} on all, "
+                        f" (needs {r.min_decisive_top1_agreement:.0%}), {r.top1_agreement:.2%} on all, "
                         f"tokenizer {r.tokenizer_agreement:.0%}"
                         for r in failed
                     )

@@ -27,13 +27,15 @@ class OutputFile(BaseModel):
 class ParityRow(BaseModel):
     """One output type against the merged HF model, over every position of the probe prompts.
 
-    ``passed`` needs tokenizer parity and ``decisive_top1_agreement >= min_top1``."""
+    ``passed`` needs tokenizer parity and ``decisive_top1_agreement >= min_decisive_top1_agreement``: the
+    decisive figure, counted where the HF model is decisive; ``top1_agreement`` (every position) is shown
+    beside it and decides nothing (quantization flips near-ties)."""
 
     quant: str
     top1_agreement: float
     decisive_top1_agreement: float
     decisive_positions: int
-    min_top1: float
+    min_decisive_top1_agreement: float
     mean_kl: float
     max_abs_logit_diff: float
     tokenizer_agreement: float

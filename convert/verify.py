@@ -134,7 +134,7 @@ def parity_row(
         top1_agreement=round(top1, 4),
         decisive_top1_agreement=round(decisive, 4),
         decisive_positions=n_decisive,
-        min_top1=min_top1(quant),
+        min_decisive_top1_agreement=min_top1(quant),
         mean_kl=round(kl, 6),
         max_abs_logit_diff=round(max_diff, 4),
         tokenizer_agreement=tok_agree,

@@ -24,7 +24,10 @@ from .model_meta import (
 )
 
 
-class _Bundled:
+class BundledAdapter:
+    """The type of ``BUNDLED``, the default of every ``adapter=`` argument: "the bundled adapter on the embedded
+    model, else none". Its one instance is ``BUNDLED``: test with ``is BUNDLED`` or ``isinstance``."""
+
     def __repr__(self) -> str:
         return "BUNDLED"
 
@@ -33,10 +36,10 @@ class _Bundled:
 
 
 #: ``Rewriter(adapter=BUNDLED)`` (the default): the packaged adapter when the model is the embedded one.
-BUNDLED = _Bundled()
+BUNDLED = BundledAdapter()
 
 
-def adapter_choice(text: str | None) -> str | None | _Bundled:
+def adapter_choice(text: str | None) -> str | None | BundledAdapter:
     """A user's adapter setting (CLI, TUI): absent -> BUNDLED, "none" -> no adapter, anything else -> a path."""
     if text is None or text == "":
         return BUNDLED

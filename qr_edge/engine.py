@@ -17,33 +17,26 @@ runs under it only, and neither the bare base nor other adapters are on it.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
+import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .chat_template import ChatTemplate
-from .errors import AdapterError, CancelledError, ContextOverflowError, ModelLoadError, ModelNotFoundError
-from .lookup import PromptLookup
+from .decoding import Decoding
+from .errors import AdapterError, ContextOverflowError, ModelLoadError, ModelNotFoundError
 from .prompt import RenderedPrompt
 from .result import Timings
 
 if TYPE_CHECKING:  # pragma: no cover
     from llama_cpp import Llama
-
-
-#: Tokens drafted per verify pass when drafting is on (a rewrite copies runs of this length and more).
-DRAFT_TOKENS = 3
-#: The probe text whose logits ``pass_rows`` compares across splits into passes.
-_PROBE_TEXT = "<history>\n<user>Why is NumPy faster than Python lists?</user>\n</history>\n"
 
 
 @dataclass(frozen=True)
@@ -108,18 +101,24 @@ def requantize(source: str, target: str | os.PathLike[str], type_name: str) -> N
     """Write ``source`` requantized to ``type_name`` (a ``LLAMA_FTYPE_MOSTLY_*`` name such as Q8_0) at ``target``,
     with llama.cpp's own quantizer; raises ``ModelLoadError`` when it fails."""
     import llama_cpp
-    from llama_cpp import _logger
 
-    _logger.set_verbose(False)  # the quantizer logs a line per tensor
+    # llama-cpp-python routes llama.cpp's log through this logger; the quantizer logs a line per tensor
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{type_name}")
     params.allow_requantize = True
     params.nthread = os.cpu_count() or 1
-    if llama_cpp.llama_model_quantize(os.fsencode(source), os.fsencode(target), ctypes.byref(params)) != 0:
+    try:
+        failed = llama_cpp.llama_model_quantize(os.fsencode(source), os.fsencode(target), ctypes.byref(params)) != 0
+    finally:
+        log.setLevel(level)
+    if failed:
         raise ModelLoadError(f"llama.cpp could not requantize {source} to {type_name}")
 
 
-class LlamaEngine:
+class LlamaEngine(Decoding):
     """A loaded GGUF model with a bounded cache of saved prefix states. Thread-safe: one call at a time."""
 
     def __init__(
@@ -174,17 +173,13 @@ class LlamaEngine:
         self._active: str | None = None
         self._max_prefixes = max_saved_prefixes
         self._max_recent = max_recent_prompts
-        #: Prompt-lookup draft length for greedy decoding; None: ``DRAFT_TOKENS`` where drafting is exact
-        #: (see ``pass_rows``), 0: one token per forward pass.
-        self.draft_tokens = draft_tokens
-        self._invariance: dict[str | None, int] = {}  # probe results per adapter
+        self._init_decoding(draft_tokens)
         #: The prompt of the last call, whose state is in the live context and not yet saved (see ``_save_live``).
         self._live_prompt: tuple[int, ...] | None = None
         #: Saved KV states are bounded in bytes too (on a 3B model one state is tens of MB): by default four
         #: full contexts' worth of KV cells, at least 64 MiB.
         self.max_cache_bytes = max_cache_bytes if max_cache_bytes is not None else max(64 << 20, 4 * self._kv_bytes())
         self._prefix_tokens: dict[str, list[int]] = {}
-        self._stop: threading.Event | None = None  # see ``stop_when``
         vocab = self._llm._model
         bos_id = vocab.token_bos()
         self._bos_text = vocab.token_get_text(bos_id) if bos_id >= 0 else ""
@@ -195,23 +190,6 @@ class LlamaEngine:
             eos_token=vocab.token_get_text(eos_id) if eos_id >= 0 else "",
             name=os.path.basename(model_path),
         )
-
-    @contextlib.contextmanager
-    def stop_when(self, event: threading.Event) -> Iterator[None]:
-        """Calls made in this block raise ``CancelledError`` between forward passes once ``event`` is set, so a
-        caller that gave up (a timed-out service request) frees the model instead of holding it to the end."""
-        with self._lock:
-            previous, self._stop = self._stop, event
-            try:
-                yield
-            finally:
-                self._stop = previous
-
-    def _check_stop(self) -> None:
-        if self._stop is not None and self._stop.is_set():
-            llm = self._llm
-            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # the context stays consistent for the next call
-            raise CancelledError("the call was cancelled by its caller")
 
     def warm(self, adapter: str | None = None) -> None:
         """Do the once-per-adapter work now (the split-invariance probe) rather than in the first call."""
@@ -475,171 +453,6 @@ class LlamaEngine:
             generation_ms=(end - first_at) * 1000,
         )
         return Generation(text=text.split(stop, 1)[0], timings=timings, tokens=tuple(out))
-
-    # -- decoding --------------------------------------------------------------------------------
-    def _logits(self, rows: int) -> np.ndarray:
-        """The logits of the last ``rows`` outputs of the last decode (a view of llama.cpp's buffer, no copy)."""
-        n_vocab = self._llm.n_vocab()
-        ptr = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -rows)
-        return np.ctypeslib.as_array(ptr, shape=(rows, n_vocab))
-
-    def _decode(self, batch: list[int], outputs: int | None = None) -> np.ndarray:
-        """Evaluate ``batch`` after the context in one pass; logits at its last ``outputs`` positions (None: all)."""
-        llm = self._llm
-        n_past = llm.n_tokens
-        rows = len(batch) if outputs is None else outputs
-        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=False)
-        flags = llm._batch.batch.logits
-        for i in range(len(batch) - rows, len(batch)):
-            flags[i] = True
-        llm._ctx.decode(llm._batch)
-        llm.input_ids[n_past : n_past + len(batch)] = batch
-        llm.n_tokens = n_past + len(batch)
-        return self._logits(rows)
-
-    def _eval(self, tokens: list[int], outputs: int = 1) -> np.ndarray:
-        """Evaluate ``tokens`` after the context in passes of at most ``n_batch``, none shorter than ``pass_rows``
-        (and the last holding the ``outputs`` positions) when avoidable; the logits at the last ``outputs``."""
-        n_batch, last = self._llm.n_batch, max(self.pass_rows, outputs)
-        logits = np.empty((0, self._llm.n_vocab()), dtype=np.float32)
-        start = 0
-        while start < len(tokens):
-            end = min(len(tokens), start + n_batch)
-            if 0 < len(tokens) - end < last:
-                end = len(tokens) - last  # leave the last pass enough positions
-            if start:
-                self._check_stop()  # a long prompt is several passes: a caller that gave up stops between them
-            logits = self._decode(tokens[start:end], outputs=outputs if end == len(tokens) else 1)
-            start = end
-        return logits
-
-    @property
-    def pass_rows(self) -> int:
-        """Positions every forward pass evaluates at least (1 or 2), so logits never depend on the split into passes.
-
-        On CPU llama.cpp multiplies one position with vector kernels and two or more with matrix kernels
-        (llamafile's sgemm); their sums differ in the last bits, and quantized activations turn that into
-        logit differences of up to ~1 on the embedded model, so a draft verified in one pass could differ from
-        token-by-token decoding. ``_split_invariance`` finds out which splits agree on this model and adapter.
-        """
-        return 2 if self._split_invariance() == 2 else 1
-
-    @property
-    def drafting(self) -> bool:
-        """Whether greedy decoding verifies prompt-lookup drafts: only where that is exact (and not switched off)."""
-        return self.draft_tokens != 0 and self._split_invariance() > 0
-
-    @property
-    def draft_length(self) -> int:
-        """Tokens drafted per verify pass (0: no drafting)."""
-        return (self.draft_tokens if self.draft_tokens is not None else DRAFT_TOKENS) if self.drafting else 0
-
-    def _split_invariance(self) -> int:
-        """1: logits agree bitwise however tokens are split into passes; 2: they agree for passes of two or more
-        positions; 0: not even that (drafting stays off). Probed once per adapter: a short text is evaluated in
-        one pass, in two-to-three-position passes and in one-position passes, and the logits compared."""
-        found = self._invariance.get(self._active)
-        if found is not None:
-            return found
-        llm = self._llm
-        probe = self.tokenize(_PROBE_TEXT)[:14]
-        head, body = probe[:4], probe[4:]
-
-        def logits(splits: list[int]) -> np.ndarray:
-            llm.n_tokens = 0
-            self._decode(head, outputs=1)
-            rows, start = [], 0
-            for size in splits:
-                rows.append(self._decode(body[start : start + size]).copy())
-                start += size
-            return np.concatenate(rows)
-
-        whole = logits([len(body)])
-        batched = np.array_equal(whole, logits([2, 3, 2, len(body) - 7]))
-        single = batched and np.array_equal(whole, logits([1] * len(body)))
-        llm.n_tokens = 0
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        found = self._invariance[self._active] = 1 if single else 2 if batched else 0
-        return found
-
-    def _greedy(
-        self, tokens: list[int], reused: int, max_tokens: int, stop: str, opening: str = ""
-    ) -> tuple[list[int], int, float]:
-        """Greedy decoding, prompt-lookup drafts verified in one pass each: (output, passes, first-token time).
-
-        No per-token Python sampling: one argmax per verified position; the stop tag is looked for in the
-        new bytes only. Rejected draft tokens are removed from the KV cache. The prompt's own pass already
-        verifies a draft of the output's first tokens (``opening``: a rewrite mostly starts as the query
-        does). Where one-position passes compute other logits than longer ones (``pass_rows`` 2), a pass
-        without a draft still evaluates a second position (a guess), so the output never depends on
-        whether drafts were found. ``passes`` counts the forward passes that produced output, the prompt's
-        included (one per token without drafting).
-        """
-        llm, lc = self._llm, self._llama_cpp
-        vocab = llm._model.vocab
-        k = self.draft_length
-        lookup = PromptLookup(tokens, max_draft=k) if k > 0 else None
-        padded = self.pass_rows >= 2
-        draft = (self.token_ids(opening)[:k] if k > 0 and opening else []) or ([tokens[-1]] if padded else [])
-        llm.n_tokens = reused
-        self._check_stop()
-        # the prompt's pass verifies the draft too: logits at its last position and at each draft token
-        predicted = np.argmax(self._eval([*tokens[reused:], *draft], outputs=1 + len(draft)), axis=1)
-        first_at = time.perf_counter()
-        base = len(tokens) - 1  # the position of the pass's first row
-        stop_b = stop.encode("utf-8")
-        out: list[int] = []
-        text = b""
-
-        def emit(token: int) -> bool:
-            """Append ``token`` to the output; True when generation ends (end of generation, stop tag, budget)."""
-            nonlocal text
-            if lc.llama_vocab_is_eog(vocab, token):
-                return True
-            out.append(token)
-            text += llm.detokenize([token])
-            return stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens
-
-        passes = 1
-        while True:
-            accepted = 0
-            while accepted < len(draft) and int(predicted[accepted]) == draft[accepted]:
-                accepted += 1
-            if any(emit(token) for token in draft[:accepted]):
-                break
-            llm.n_tokens = base + 1 + accepted  # drop the rejected draft tokens (removed from KV at the next decode)
-            nxt = int(predicted[accepted])
-            if emit(nxt):
-                break
-            draft = []
-            if lookup is not None:
-                tail = [*tokens[-lookup.max_ngram :], *out][-lookup.max_ngram :]
-                draft = lookup.draft(tail, max_tokens - len(out) - 1)
-            draft = draft or ([nxt] if padded else [])  # any token: its logits are not used unless it is right
-            base = llm.n_tokens
-            self._check_stop()
-            predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
-            passes += 1
-        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
-        return out, passes, first_at
-
-    def _sample(
-        self, tokens: list[int], max_tokens: int, temperature: float, stop: str
-    ) -> tuple[list[int], int, float]:
-        """Sampled decoding through llama-cpp-python (only for chat replies; rewrites are greedy)."""
-        llm = self._llm
-        vocab = llm._model.vocab
-        out: list[int] = []
-        first_at = 0.0
-        for token in llm.generate(tokens, temp=temperature, top_k=40, reset=True):
-            first_at = first_at or time.perf_counter()
-            if self._llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            out.append(token)
-            if stop in self.detokenize(out) or len(out) >= max_tokens:
-                break
-        return out, len(out), first_at
 
     def yes_probability(
         self, prompt: RenderedPrompt, adapter: str | None = None, tokens: list[int] | None = None

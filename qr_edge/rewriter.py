@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import BUNDLED, PromptFormatWarning, _Bundled, check_adapter, gate_thresholds, prompt_spec
+from .adapters import BUNDLED, BundledAdapter, PromptFormatWarning, check_adapter, gate_thresholds, prompt_spec
 from .engine import LlamaEngine
 from .errors import AdapterError, ContextOverflowError
 from .examples import FewShotExample, load_examples, select_examples
@@ -50,7 +50,7 @@ class Rewriter:
         self,
         model: str | os.PathLike[str] | None = None,
         *,
-        adapter: str | os.PathLike[str] | None | _Bundled = BUNDLED,
+        adapter: str | os.PathLike[str] | None | BundledAdapter = BUNDLED,
         adapters: Mapping[str, str | os.PathLike[str]] | None = None,
         hf_file: str | None = None,
         n_ctx: int = 4096,
@@ -69,11 +69,11 @@ class Rewriter:
         # Out of the box (the embedded model with the bundled adapter alone) the adapter runs merged into a
         # copy of the weights: the same model without llama.cpp's run-time LoRA products.
         bundled = bundled_adapter_path()
-        out_of_the_box = wants_embedded(model) and isinstance(adapter, _Bundled) and not adapters
+        out_of_the_box = wants_embedded(model) and isinstance(adapter, BundledAdapter) and not adapters
         merged = embedded_merged_path(bundled) if out_of_the_box and bundled else None
         #: The GGUF file the engine runs (with the default adapter merged in, out of the box).
         self.model_path = merged or resolve_model(model, hf_file)
-        if isinstance(adapter, _Bundled):
+        if isinstance(adapter, BundledAdapter):
             adapter = bundled if merged or is_embedded(self.model_path) else None
         self.engine = LlamaEngine(
             self.model_path,
@@ -134,13 +134,13 @@ class Rewriter:
     def adapter_names(self) -> list[str]:
         return [name for name in self._profiles if name is not None]
 
-    def require_adapter(self, adapter: str | None | _Bundled) -> None:
+    def require_adapter(self, adapter: str | None | BundledAdapter) -> None:
         """Raise ``AdapterError`` when a call cannot run under ``adapter`` (not loaded, or the bare base of a model
         with an adapter merged in): a service checks this before a request waits for a busy model."""
         self._select(adapter)
 
-    def _select(self, adapter: str | None | _Bundled) -> _Profile:
-        name = self.default_adapter if isinstance(adapter, _Bundled) else adapter
+    def _select(self, adapter: str | None | BundledAdapter) -> _Profile:
+        name = self.default_adapter if isinstance(adapter, BundledAdapter) else adapter
         if name is None:
             self.engine.check_not_merged(None)  # a model with the adapter merged in has no bare-base profile
         if name not in self._profiles:
@@ -169,7 +169,7 @@ class Rewriter:
 
     # -- prompt ----------------------------------------------------------------------------------
     def fit_prompt(
-        self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED
+        self, messages: MessagesLike, adapter: str | None | BundledAdapter = BUNDLED
     ) -> tuple[list[Message], RenderedPrompt, list[int], int]:
         """Kept messages, prompt, its tokens and the output budget for ``messages``, fitted to the context."""
         return self._fit(parse_messages(messages), self._select(adapter))
@@ -196,12 +196,12 @@ class Rewriter:
             )
         return (*fitted, max_tokens)
 
-    def render_prompt(self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED) -> str:
+    def render_prompt(self, messages: MessagesLike, adapter: str | None | BundledAdapter = BUNDLED) -> str:
         """The exact text the model receives for ``messages`` (chat template + XML), after fitting."""
         return self._fit(parse_messages(messages), self._select(adapter))[1].text
 
     # -- rewrite ---------------------------------------------------------------------------------
-    def rewrite(self, messages: MessagesLike, adapter: str | None | _Bundled = BUNDLED) -> RewriteResult:
+    def rewrite(self, messages: MessagesLike, adapter: str | None | BundledAdapter = BUNDLED) -> RewriteResult:
         """Rewrite the last user message of a full conversation (user and assistant turns).
 
         ``adapter``: a loaded adapter's name, None for the bare base; by default the rewriter's default adapter.
@@ -209,7 +209,7 @@ class Rewriter:
         profile = self._select(adapter)
         return self._rewrite(parse_messages(messages), profile, time.perf_counter(), Timings(), None)
 
-    def rewrite_queries(self, queries: Sequence[str], adapter: str | None | _Bundled = BUNDLED) -> RewriteResult:
+    def rewrite_queries(self, queries: Sequence[str], adapter: str | None | BundledAdapter = BUNDLED) -> RewriteResult:
         """Legacy input, user queries only: the two-stage gate runs first."""
         profile = self._select(adapter)
         start = time.perf_counter()

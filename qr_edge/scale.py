@@ -1,6 +1,7 @@
 """Batch rewriting past one machine on Ray Data (extra ``ray``): a pool of actors, one ``Rewriter`` each.
 
-The model loads once per actor, not per batch. Each row gains the result columns (``query``, ``rewrite``,
+The model loads once per actor, not per batch. Each row keeps its input (a Parquet row every column; a JSONL
+line its ``path``, ``line``, ``id`` and ``messages``) and gains the result columns (``query``, ``rewrite``,
 ``changed``, ``decision``, ``reason``, ``error``); a bad row carries its error in ``error`` and the job goes on.
 Ray Data restarts an actor that dies and retries its batch, so every row comes out exactly once.
 
@@ -40,6 +41,11 @@ RESULT_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
+
+
+#: The conversation of a JSONL row, kept in the output beside ``path``, ``line`` and ``id`` (Parquet rows keep
+#: every input column as it is).
+MESSAGES_FIELD = pa.field("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
 
 
 #: CPUs Ray reserves for a read or write task. Reading lines and writing rows is light I/O; with actors holding
@@ -94,9 +100,16 @@ class RewriteActor:
         raw_lines = "raw" in batch.column_names
         items = [_item(i, row, raw_lines) for i, row in enumerate(rows)]
         records = [answer_item(lambda it: self.rewriter.rewrite(it.messages), it) for it in items]
-        if raw_lines:
+        if raw_lines:  # the line's own fields come back as columns: its id and its conversation
             batch = batch.drop_columns(["raw"]).append_column(
                 "id", pa.array([None if it.id is None else str(it.id) for it in items], pa.string())
+            )
+            batch = batch.append_column(
+                MESSAGES_FIELD,
+                pa.array(
+                    [None if it.messages is None else [m.model_dump() for m in it.messages] for it in items],
+                    MESSAGES_FIELD.type,
+                ),
             )
         for field in RESULT_SCHEMA:
             values = [_result_value(field.name, r) for r in records]

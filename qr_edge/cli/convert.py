@@ -19,7 +19,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _load_pipeline():
+def load_pipeline():
     """Import the export pipeline and the libraries it needs, or say exactly what to install."""
     try:
         for module in ("torch", "transformers", "peft", "gguf", "qr_edge_convert"):
@@ -64,7 +64,7 @@ def convert(
 
     With --adapter-only: write a LoRA adapter as a GGUF LoRA (llama.cpp applies it on the base at run time).
     """
-    pipeline = _load_pipeline()
+    pipeline = load_pipeline()
     options = pipeline.ConvertOptions(
         base=base,
         adapter=adapter,
@@ -128,7 +128,7 @@ def _print_report(report) -> None:
             table.add_row(
                 r.quant,
                 f"{r.decisive_top1_agreement:.2%} of {r.decisive_positions}",
-                f"{r.min_top1:.0%}",
+                f"{r.min_decisive_top1_agreement:.0%}",
                 f"{r.top1_agreement:.2%} of {r.positions}",
                 f"{r.mean_kl:.5f}",
                 f"{r.max_abs_logit_diff:.3f}",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..adapters import BUNDLED, _Bundled, adapter_choice
+from ..adapters import BUNDLED, BundledAdapter, adapter_choice
 from ..errors import MissingExtraError
 from ..rewriter import Rewriter
 from .options import GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt
@@ -28,9 +28,9 @@ AdapterSpecOpt = Annotated[
 ]
 
 
-def _split_adapters(specs: list[str] | None) -> tuple[str | None | _Bundled, dict[str, str]]:
+def _split_adapters(specs: list[str] | None) -> tuple[str | None | BundledAdapter, dict[str, str]]:
     """``--adapter`` values as the Rewriter's ``adapter=`` (the default) and ``adapters=`` (named ones)."""
-    default: str | None | _Bundled = BUNDLED
+    default: str | None | BundledAdapter = BUNDLED
     named: dict[str, str] = {}
     bare: str | None = None
     for spec in specs or []:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..model_meta import TRAIN_PROMPT_FORMAT
-from .convert import _load_pipeline
+from .convert import load_pipeline
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,7 +68,7 @@ def train(
         raise typer.BadParameter(
             "give the adapter's output folder (--benchmark alone saves nothing)", param_hint="--out"
         )
-    _load_pipeline()
+    load_pipeline()
     from qr_edge_convert.train import TrainOptions
     from qr_edge_convert.train import train as run_training
 

@@ -241,7 +241,11 @@ def test_cli_existing_output_needs_force(tiny, tmp_path):
     assert proc.returncode == 2 and "--force" in proc.stderr and out.read_bytes() == b"keep me"
     proc = _cli("--base", str(tiny["qwen"]), "--out", str(out), "--quant", "F16", "--force", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["parity"][0]["passed"] and out.read_bytes()[:4] == b"GGUF"
+    row = json.loads(proc.stdout)["parity"][0]
+    assert row["passed"] and out.read_bytes()[:4] == b"GGUF"
+    # the figure the check uses is named with its threshold: decisive positions, not every position
+    assert row["min_decisive_top1_agreement"] == 0.99 and row["decisive_top1_agreement"] >= 0.99
+    assert "min_top1" not in row
 
 
 def test_cli_without_the_convert_extra_says_what_to_install(tmp_path):

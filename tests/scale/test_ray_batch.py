@@ -65,6 +65,10 @@ def test_ray_gives_the_plain_batch_rewrites_and_error_rows(local_ray, tmp_path):
     rows = rewrite_dataset(read_conversations(str(src)), concurrency=2, batch_size=10).take_all()
 
     assert sorted(r["line"] for r in rows) == list(range(1, 201))
+    lines = (src).read_bytes().split(b"\n")
+    for row in rows:  # a JSONL row keeps its conversation (a bad line has none)
+        want = None if row["line"] in BAD_LINES else json.loads(lines[row["line"] - 1])["messages"]
+        assert row["messages"] == want, row
     for row in rows:
         want = expected[row["line"]]
         if "error" in want:
