@@ -211,12 +211,28 @@ def _norm_name(name: str) -> str:
     return re.sub(r"(\.gguf|[.\-_](q\d\w*|f16|f32|bf16))+$", "", stem)
 
 
-def load_base(base: BaseInfo):
-    """The base model in fp32 (so a merge loses nothing) and its tokenizer; transformers dequantizes GGUF bases."""
+def load_base(base: BaseInfo, four_bit: bool = False):
+    """The base model in fp32 (so a merge loses nothing) and its tokenizer; transformers dequantizes GGUF bases.
+
+    ``four_bit`` (QLoRA training): the linear weights in NF4 through bitsandbytes, on the first CUDA GPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": torch.float32, "low_cpu_mem_usage": True}
+    if four_bit:
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs = {
+            "dtype": compute,
+            "device_map": {"": 0},
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=compute,
+                bnb_4bit_use_double_quant=True,
+            ),
+        }
     where = base.ref
     if base.kind == "gguf":
         where, kwargs["gguf_file"] = os.path.dirname(os.path.abspath(base.ref)), os.path.basename(base.ref)

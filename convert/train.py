@@ -8,7 +8,6 @@ llama.cpp's own tokenizer when the base is a GGUF file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -62,6 +61,8 @@ class TrainOptions(BaseModel):
     threads: int | None = None
     benchmark: int | None = None  # run this many steps, report throughput and the projected time, save nothing
     init_adapter: str | None = None  # a GGUF LoRA (the shipped adapter) to continue from instead of zeros
+    qlora: bool = False  # the base in 4-bit NF4 through bitsandbytes (CUDA), the adapter on top in bf16/fp32
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
 
 
 class TrainReport(BaseModel):
@@ -76,6 +77,9 @@ class TrainReport(BaseModel):
     tokens_per_second: float = 0.0
     projected_seconds: float | None = None  # for the whole plan, from the measured rate
     bf16: bool = False
+    device: str = "cpu"
+    qlora: bool = False
+    peak_gpu_memory_mb: float | None = None  # torch's peak allocation on the GPU (CUDA runs only)
     threads: int = 0
     cpu_flags: str = ""
     first_loss: float
@@ -182,6 +186,38 @@ def _collate(examples: list[TrainExample], pad_id: int, device: str):
     return ids.to(device), labels.to(device), mask.to(device)
 
 
+def resolve_device(requested: str, qlora: bool) -> str:
+    """``auto`` -> cuda where torch sees a GPU, else cpu; a clear error where the request cannot be met."""
+    import importlib.util
+
+    import torch
+
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ConvertError(f"--device {requested!r}: choose auto, cpu or cuda")
+    if qlora and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConvertError("--qlora loads the base in 4-bit through bitsandbytes: pip install bitsandbytes")
+    device = requested if requested != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ConvertError(
+            f"--device cuda: torch {torch.__version__} ({build}) sees no CUDA GPU; "
+            "install a CUDA build of torch on a machine with an NVIDIA GPU, or train with --device cpu"
+        )
+    if qlora and device != "cuda":
+        raise ConvertError("--qlora needs a CUDA GPU (bitsandbytes' 4-bit kernels): train with --device cuda")
+    return device
+
+
+def use_bf16(setting: str, device: str) -> bool:
+    """bf16 autocast: ``auto`` turns it on where it is native (a CUDA GPU that supports it, a CPU with
+    AVX512-BF16 or AMX); ``on`` and ``off`` force it."""
+    import torch
+
+    if setting != "auto":
+        return setting == "on"
+    return torch.cuda.is_bf16_supported() if device == "cuda" else native_bf16()
+
+
 def native_bf16() -> bool:
     """bf16 autocast pays only on CPUs with bf16 instructions; elsewhere it is emulated and slower."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
@@ -264,10 +300,10 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         raise ConvertError(f"unknown target modules {unknown}; choose from {', '.join(LINEAR_MODULES)}")
     if options.prompt_format not in PROMPT_FORMATS:
         raise ConvertError(f"unknown prompt format {options.prompt_format!r}; choose from {', '.join(PROMPT_FORMATS)}")
-    device = options.device if options.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(options.device, options.qlora)
     threads = options.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    use_bf16 = options.bf16 == "on" or (options.bf16 == "auto" and device == "cpu" and native_bf16())
+    bf16 = use_bf16(options.bf16, device)
     records = [r for path in options.data for r in read_dataset(path)]
     dev = read_dataset(options.eval)[: options.eval_limit] if options.eval else []
     if not records:
@@ -281,7 +317,14 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     if not options.benchmark:
         out.mkdir(parents=True, exist_ok=True)
 
-    model, hf_tok = load_base(base)
+    model, hf_tok = load_base(base, four_bit=options.qlora)
+    if options.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=options.gradient_checkpointing)
+    elif options.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     tok = PromptTokenizer(base.kind, base.ref, hf_tok)
     builder = PromptBuilder(
         tok.template, [], fmt=options.prompt_format
@@ -304,7 +347,8 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         model = get_peft_model(model, cfg)
         if options.init_adapter:
             _init_from_gguf(model, Path(options.init_adapter), base, options)
-    model.to(device)
+    if not options.qlora:  # a 4-bit base is placed on the GPU as it loads
+        model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
@@ -339,9 +383,7 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     started = time.perf_counter()
     seen_examples = seen_tokens = 0
     epoch = plan[start_step][0] if start_step < total else epochs
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16) if device == "cpu" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
     for step in range(start_step, total):
         ep, batch_ids = plan[step]
         if ep != epoch and dev:
@@ -374,7 +416,10 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         "examples_per_second": round(seen_examples / seconds, 3) if seconds else 0.0,
         "tokens_per_second": round(seen_tokens / seconds, 1) if seconds else 0.0,
         "projected_seconds": round(seconds / max(done, 1) * full_plan, 1),
-        "bf16": use_bf16,
+        "bf16": bf16,
+        "device": device,
+        "qlora": options.qlora,
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None,
         "threads": threads,
         "cpu_flags": " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))),
     }

@@ -35,7 +35,13 @@ def train(
     ] = None,
     batch: Annotated[int, typer.Option("--batch")] = 8,
     max_len: Annotated[int, typer.Option("--max-len", help="tokens per example; older turns are dropped to fit")] = 384,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto (cuda where torch sees a GPU), cpu or cuda")] = "auto",
+    qlora: Annotated[
+        bool, typer.Option("--qlora", help="base in 4-bit NF4 through bitsandbytes, adapter on top (CUDA only)")
+    ] = False,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="recompute activations in backward: less memory, slower")
+    ] = False,
     lora: Annotated[bool, typer.Option("--lora", help="plain LoRA instead of DoRA")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/checkpoint")] = False,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="stop after this many optimizer steps")] = None,
@@ -49,7 +55,10 @@ def train(
             "--prompt-format", help="3: append-only (adapters), 2: compact, earlier answers shorter, 1: full task text"
         ),
     ] = TRAIN_PROMPT_FORMAT,
-    bf16: Annotated[str, typer.Option("--bf16", help="auto (only where the CPU has native bf16), on, off")] = "auto",
+    bf16: Annotated[
+        str,
+        typer.Option("--bf16", help="auto (where native: CUDA with bf16, a CPU with AVX512-BF16/AMX), on, off"),
+    ] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads (default: all cores)")] = None,
     save_every: Annotated[int, typer.Option("--save-every", help="checkpoint every N steps")] = 50,
     eval_limit: Annotated[int, typer.Option("--eval-limit", help="dev records evaluated per epoch")] = 40,
@@ -96,6 +105,8 @@ def train(
         eval_limit=eval_limit,
         benchmark=benchmark,
         init_adapter=str(init_adapter) if init_adapter else None,
+        qlora=qlora,
+        gradient_checkpointing=gradient_checkpointing,
         **({"targets": targets} if targets else {}),
     )
     columns = (
@@ -113,6 +124,8 @@ def train(
         typer.echo(report.model_dump_json(indent=2))
         return
     machine = f"{report.threads} threads, bf16 {'on' if report.bf16 else 'off'}, CPU flags: {report.cpu_flags}"
+    if report.device == "cuda":
+        machine += f", CUDA{' QLoRA' if report.qlora else ''}, peak GPU memory {report.peak_gpu_memory_mb:.0f} MiB"
     if benchmark:
         console.print(
             f"{report.steps} steps: {report.examples_per_second:.2f} examples/s, "

@@ -172,3 +172,40 @@ def test_benchmark_needs_no_out_and_training_does(base, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]  # nothing saved
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2 and "--out" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gpu_options_say_what_is_missing_on_a_cpu_machine(base, tmp_path):
+    """--device cuda and --qlora on a machine without CUDA (or bitsandbytes): a typed error, exit 2, no traceback."""
+    import importlib.util
+
+    import torch
+
+    data = tmp_path / "train.jsonl"
+    write_dataset(RewriteGenerator(seed=1).generate(2), data)
+    cmd = [sys.executable, "-m", "qr_edge", "train", "--base", str(base), "--data", str(data), "--benchmark", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if not torch.cuda.is_available():
+        proc = subprocess.run([*cmd, "--device", "cuda"], capture_output=True, text=True, env=env)
+        assert proc.returncode == 2 and "sees no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([*cmd, "--qlora"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    if importlib.util.find_spec("bitsandbytes") is None:
+        assert "pip install bitsandbytes" in proc.stderr
+    elif not torch.cuda.is_available():
+        assert "--qlora needs a CUDA GPU" in proc.stderr
+    proc = subprocess.run([*cmd, "--device", "tpu"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "choose auto, cpu or cuda" in proc.stderr
+
+
+def test_a_cpu_run_is_the_same_with_gradient_checkpointing(base, records, tmp_path):
+    """Checkpointing recomputes activations instead of keeping them: the same losses, step for step."""
+    data = tmp_path / "train.jsonl"
+    write_dataset(records, data)
+    runs = [
+        train(
+            TrainOptions(base=str(base), data=[str(data)], lora=True, batch=4, benchmark=3, gradient_checkpointing=gc)
+        )
+        for gc in (False, True)
+    ]
+    assert runs[0].device == runs[1].device == "cpu" and runs[0].peak_gpu_memory_mb is None
+    assert (runs[0].first_loss, runs[0].last_loss) == pytest.approx((runs[1].first_loss, runs[1].last_loss), abs=1e-4)
