@@ -66,7 +66,7 @@ $(INIT_ADAPTER):
 
 adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl --eval-limit 40 \
-		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --max-steps 320 \
+		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --max-steps 200 \
 		--seed 1 --prompt-format 3 \
 		--init-adapter $(INIT_ADAPTER) $(if $(RESUME),--resume)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force

@@ -2,6 +2,7 @@
 
     python scripts/reliability.py fuzz --shard 1/10 --cases 10000      # `make fuzz`, one resumable shard at a time
     python scripts/reliability.py soak --minutes 30 --concurrency 8 --workers 2
+    python scripts/reliability.py drain                                # SIGTERM with requests in flight
     python scripts/reliability.py batch --lines 100000                 # a query log: RSS, rows/s, kill -9 + --resume
 
 ``fuzz``: the fuzz tests (generated conversations through ``Rewriter``, generated lines through the batch CLI)
@@ -124,9 +125,9 @@ def start_server(workers: int, extra: list[str]) -> tuple[subprocess.Popen, str]
     port = free_port()
     threads = max(1, (os.cpu_count() or 2) // workers)
     cmd = [sys.executable, "-m", "qr_edge", "serve", "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(
-        [*cmd, "--threads", str(threads), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    WORK.mkdir(parents=True, exist_ok=True)
+    log = open(WORK / "serve.log", "wb")  # a pipe nobody reads would fill with uvicorn's access log and block it
+    proc = subprocess.Popen([*cmd, "--threads", str(threads), *extra], stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -224,7 +225,7 @@ def soak(args: argparse.Namespace) -> int:
         t.join()
     server.send_signal(signal.SIGTERM)
     exit_code = server.wait(120)
-    stderr = server.stderr.read().decode("utf-8", "replace") if server.stderr else ""
+    stderr = (WORK / "serve.log").read_text(encoding="utf-8", errors="replace")
     windows = [w for w in windows if w["n"]]
     rows = []
     for i, w in enumerate(windows):
@@ -269,6 +270,55 @@ def soak(args: argparse.Namespace) -> int:
     )
     write_section("soak", body)
     return 0 if unexpected_total == 0 and exit_code == 0 else 1
+
+
+# -- drain ----------------------------------------------------------------------------------------
+def drain(args: argparse.Namespace) -> int:
+    server, base = start_server(args.workers, ["--timeout", "60"])
+    convs = conversations(args.in_flight, turns=5, seed=3)
+    results: dict[str, list] = {"in_flight": [], "after": []}
+
+    def slow(c: list) -> None:
+        try:
+            results["in_flight"].append(httpx.post(f"{base}/v1/rewrite", json={"messages": c}, timeout=120).status_code)
+        except httpx.HTTPError as exc:
+            results["in_flight"].append(type(exc).__name__)
+
+    threads = [threading.Thread(target=slow, args=(c,)) for c in convs]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    while server.poll() is None and len(results["after"]) < 20:
+        try:
+            r = httpx.post(f"{base}/v1/rewrite", json={"messages": convs[0]}, timeout=30)
+            results["after"].append(f"{r.status_code} Retry-After {r.headers.get('retry-after')}")
+        except httpx.TransportError as exc:
+            results["after"].append(type(exc).__name__)
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    code = server.wait(120)
+    exited = time.monotonic() - signalled
+    ok = sum(1 for x in results["in_flight"] if x == 200)
+    body = "\n".join(
+        [
+            "## Graceful drain (SIGTERM)",
+            "",
+            f"`python {shlex.join(['scripts/reliability.py', *sys.argv[1:]])}`; machine: {machine()}.",
+            f"`qr-edge serve --workers {args.workers}`; {args.in_flight} rewrites in flight, then SIGTERM, then new"
+            " requests until the process is gone. Also a test against a real server:"
+            " `tests/server/test_hostile.py::test_sigterm_drains_in_flight_requests_then_exits_0`.",
+            "",
+            f"- In-flight requests answered 200: **{ok} of {len(results['in_flight'])}** ({results['in_flight']}).",
+            f"- New requests while draining: {dict(collections.Counter(results['after']))}.",
+            f"- Exit code **{code}**, {exited:.1f} s after the signal.",
+        ]
+    )
+    write_section("drain", body)
+    return 0 if code == 0 and ok == len(results["in_flight"]) else 1
 
 
 # -- batch ----------------------------------------------------------------------------------------
@@ -377,6 +427,9 @@ def main() -> None:
     s.add_argument("--concurrency", type=int, default=8)
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("drain")
+    d.add_argument("--in-flight", type=int, default=6)
+    d.add_argument("--workers", type=int, default=2)
     b = sub.add_parser("batch")
     b.add_argument("--lines", type=int, default=100_000)
     b.add_argument("--first-turn-share", type=float, default=0.75)
@@ -384,7 +437,7 @@ def main() -> None:
     b.add_argument("--mix", type=Path, default=ROOT / "build" / "mix")
     b.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    sys.exit({"fuzz": fuzz, "soak": soak, "batch": batch}[args.command](args))
+    sys.exit({"fuzz": fuzz, "soak": soak, "drain": drain, "batch": batch}[args.command](args))
 
 
 if __name__ == "__main__":
