@@ -55,10 +55,9 @@ mix: $(VENV)/.core
 # has it (Debian: apt install libjemalloc2), keeps the run steady.
 JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 
-# The adapter continues the previous one (v2, as committed at $(INIT_COMMIT): 8,000 examples of the first mix, then
-# 2,000 of this recipe's at seed 0), on other examples of the same recipe (seed 1) and in the append-only prompt
-# format 3: 2 CPU cores train ~0.8 examples/s without AVX512-BF16, too slow to start from zero on every corpus.
-INIT_COMMIT := c252e35
+# The adapter continues the previous one (8,000 examples of the first mix, as committed at $(INIT_COMMIT)):
+# 2 CPU cores train ~0.5 examples/s without AVX512-BF16, too slow to start from zero on every corpus.
+INIT_COMMIT := bef54f1
 INIT_ADAPTER := build/init-$(INIT_COMMIT).lora.gguf
 
 $(INIT_ADAPTER):
@@ -66,8 +65,8 @@ $(INIT_ADAPTER):
 
 adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl --eval-limit 40 \
-		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --max-steps 200 \
-		--seed 1 --prompt-format 3 \
+		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --max-steps 250 \
+		--prompt-format 2 \
 		--init-adapter $(INIT_ADAPTER) $(if $(RESUME),--resume)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF

@@ -12,7 +12,7 @@ import pytest
 from qr_edge import Rewriter
 from qr_edge.data.dataset import write_dataset
 from qr_edge.data.synthetic import RewriteGenerator
-from qr_edge.model_meta import COMPACT_PROMPT_FORMAT
+from qr_edge.model_meta import TRAIN_PROMPT_FORMAT
 from qr_edge.prompt import PromptBuilder
 
 from ..tiny_models import build_model
@@ -37,7 +37,7 @@ def test_only_rewrite_and_answer_tokens_carry_loss(base, records):
     info = inspect_base(str(base))
     _, hf_tok = load_base(info)
     tok = PromptTokenizer(info.kind, info.ref, hf_tok)
-    builder = PromptBuilder(tok.template, [], fmt=COMPACT_PROMPT_FORMAT)
+    builder = PromptBuilder(tok.template, [], fmt=TRAIN_PROMPT_FORMAT)
     examples = build_examples(records, builder, tok, max_len=100_000, gate_ratio=1.0, seed=0)
     rewrites = [e for e in examples if "</rewritten_query>" in tok.decode([t for t in e.labels if t != -100])]
     gates = [e for e in examples if "</answer>" in tok.decode([t for t in e.labels if t != -100])]
@@ -76,15 +76,13 @@ def test_training_lowers_the_loss_and_the_adapter_reaches_the_runtime(base, reco
     assert report.steps == 20 and report.last_loss < 0.8 * report.first_loss
     assert report.examples_per_second > 0 and report.tokens_per_second > 0 and report.threads >= 1
     meta = json.loads((out / "qr_edge.json").read_text())
-    assert (
-        meta["prompt_format_version"] == COMPACT_PROMPT_FORMAT and meta["n_examples"] == 0 and meta["method"] == "dora"
-    )
+    assert meta["prompt_format_version"] == TRAIN_PROMPT_FORMAT and meta["n_examples"] == 0 and meta["method"] == "dora"
     assert (out / "adapter_config.json").is_file() and (out / "checkpoint" / "trainer_state.pt").is_file()
 
     gguf = tmp_path / "tuned.gguf"
     convert(ConvertOptions(base=str(base), adapter=str(out), out=str(gguf), quants=["F16"]))
     rw = Rewriter(gguf, n_ctx=2048)
-    assert rw.engine.metadata["qr_edge.prompt_format_version"] == COMPACT_PROMPT_FORMAT
+    assert rw.engine.metadata["qr_edge.prompt_format_version"] == TRAIN_PROMPT_FORMAT
     assert rw.examples == [] and rw.builder.compact  # the model records the prompt it was trained on
     result = rw.rewrite(records[0].messages)
     assert result.query == records[0].query and result.timings.model_calls == 1
