@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import platform
 import random
@@ -155,8 +156,9 @@ def soak_requests(seed: int) -> collections.abc.Iterator[tuple[str, str, object]
         r = rng.random()
         if r < 0.05:
             yield "bad", "/v1/rewrite", rng.choice(bad)
-        elif r < 0.07:
-            yield "over-long", "/v1/rewrite", {"messages": [{"role": "user", "content": "word " * 150_000}]}
+        elif r < 0.07:  # after a history (a first query alone needs no model call and comes back as it is)
+            over = [*rng.choice(convs)[:2], {"role": "user", "content": "word " * 150_000}]
+            yield "over-long", "/v1/rewrite", {"messages": over}
         elif r < 0.08:
             items = [{"messages": c[: 2 * rng.randrange(1, 5) + 1]} for c in rng.sample(convs, 4)]
             yield "batch", "/v1/rewrite/batch", {"items": items}
@@ -179,8 +181,11 @@ def soak(args: argparse.Namespace) -> int:
     started = time.monotonic()
     end = started + args.minutes * 60
 
-    def current() -> dict:
-        k = int((time.monotonic() - started) // window_s)
+    def current(at: float | None = None) -> dict:
+        """The window of a request that started at ``at`` (the last one holds what ends after the deadline)."""
+        k = min(
+            int(((at or time.monotonic()) - started) // window_s), max(0, math.ceil(args.minutes * 60 / window_s) - 1)
+        )
         while len(windows) <= k:
             windows.append({"n": 0, "ms": [], "unexpected": collections.Counter(), "kinds": collections.Counter()})
         return windows[k]
@@ -190,7 +195,7 @@ def soak(args: argparse.Namespace) -> int:
             while time.monotonic() < end:
                 with lock:
                     kind, route, body = next(source)
-                t0 = time.perf_counter()
+                t0, sent = time.perf_counter(), time.monotonic()
                 try:
                     if isinstance(body, str):
                         r = client.post(route, content=body, headers={"Content-Type": "application/json"})
@@ -204,7 +209,7 @@ def soak(args: argparse.Namespace) -> int:
                     status, error = 0, type(exc).__name__
                 ms = (time.perf_counter() - t0) * 1000
                 with lock:
-                    w = current()
+                    w = current(sent)
                     w["n"] += 1
                     w["kinds"][kind] += 1
                     if not expected(kind, status):
@@ -255,8 +260,8 @@ def soak(args: argparse.Namespace) -> int:
             f"`qr-edge serve --workers {args.workers}` (embedded default + bundled adapter) on loopback,"
             f" {args.concurrency} clients for {args.minutes:g} min: follow-ups of 400 generated conversations (1-4"
             " earlier exchanges), 5% bad requests (wrong role, empty, both forms, not JSON, NaN id), 2% over-long"
-            " queries (750 kB), 1% batches of 4. p50/p95/p99 over the single rewrites; RSS of the server process"
-            " (both workers) sampled every 5 s.",
+            " queries (750 kB after a history), 1% batches of 4. p50/p95/p99 over the single rewrites (queueing"
+            " included); RSS of the server process (both workers) sampled every 5 s.",
             "",
             "| window | requests | bad / over-long / batch | unexpected | p50 ms | p95 ms | p99 ms | RSS MiB (max) |",
             "|---|---|---|---|---|---|---|---|",
@@ -341,8 +346,9 @@ def build_log(src_dir: Path, path: Path, n: int, first_turn_share: float) -> Non
                 f.write(BAD_LINES[(i // 100) % len(BAD_LINES)] % i + b"\n")
                 continue
             messages = convs[i % len(convs)]["messages"]
-            if rng.random() < first_turn_share:
-                messages = messages[:1]
+            if rng.random() < first_turn_share:  # up to the first user turn (task dialogues open with a greeting)
+                first = next(k for k, m in enumerate(messages) if m["role"] == "user")
+                messages = messages[: first + 1]
             f.write(json.dumps({"id": f"row-{i}", "messages": messages}, ensure_ascii=False).encode() + b"\n")
 
 
@@ -375,12 +381,8 @@ def batch(args: argparse.Namespace) -> int:
     before = out.read_bytes().count(b"\n") if out.exists() else 0
     code2, rss2, s2 = run_sampled([*cmd, "--resume"], None)
     lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
-    ids = [x.get("id") for x in lines]
-    once = (
-        len(lines) == args.lines
-        and len(set(ids)) == len(ids)
-        and [x["line"] for x in lines] == list(range(1, args.lines + 1))
-    )
+    once = [x["line"] for x in lines] == list(range(1, args.lines + 1))  # each input line once, in order
+    ids = [x["id"] for x in lines if x.get("id") is not None]  # a torn line has none
     errors = collections.Counter(x["error"]["type"] for x in lines if "error" in x)
     steady = rss1[len(rss1) // 10 :] + rss2[len(rss2) // 10 :]  # after each run has loaded its model
 
@@ -406,7 +408,7 @@ def batch(args: argparse.Namespace) -> int:
             f" {flat(rss2)} |",
             "",
             f"- Every line exactly once, in input order: **{'yes' if once else 'NO'}** ({len(lines):,} lines,"
-            f" {len(set(ids)):,} distinct ids). Error records: {dict(errors)}.",
+            f" {len(set(ids)):,} distinct ids of {len(ids):,}). Error records: {dict(errors)}.",
             f"- RSS over both runs after loading: {min(steady or [0]):.0f}–{max(steady or [0]):.0f} MiB (input and"
             " output are streamed).",
         ]
