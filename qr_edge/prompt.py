@@ -107,8 +107,7 @@ def _query_block(history: Sequence[Message], query: str) -> str:
 
 def _append_block(history: Sequence[Message], query: str) -> str:
     """Format 3: every turn, the query last; the text after the query's ``</user>`` is only ``</history>``."""
-    turns = "".join(f"<{m.role}>{xml_escape(m.content)}</{m.role}>\n" for m in history)
-    return f"<history>\n{turns}<user>{xml_escape(query)}</user>\n</history>"
+    return _history_block([*history, Message(role="user", content=query)])
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,21 @@ Importing this package imports fastapi; ``qr_edge`` and ``qr_edge.cli`` never im
 stays light and the CLI imports this lazily.
 """
 
-from .app import (
+from .app import create_app
+from .drain import DrainingServer, DrainState
+from .errors import (
     BatchTooLargeError,
     BodyTimeoutError,
     InvalidJSONError,
     InvalidRequestError,
     PayloadTooLargeError,
     RequestTimeoutError,
-    RewriterPool,
     ServerBusyError,
     ServerError,
     UnauthorizedError,
-    create_app,
 )
-from .drain import DrainingServer, DrainState
 from .openai_api import OpenAIRequestError
+from .pool import RewriterPool
 
 __all__ = [
     "BatchTooLargeError",

@@ -1,4 +1,5 @@
-"""The HTTP service: FastAPI routes over a pool of Rewriters, with typed JSON errors and bounded load.
+"""The HTTP service: FastAPI routes over a pool of Rewriters (``pool.py``), with typed JSON errors (``errors.py``)
+and bounded load.
 
 Why it is built this way:
 - a llama.cpp context runs one call at a time, so the pool holds N Rewriters (N contexts) and hands each
@@ -15,13 +16,11 @@ import hmac
 import logging
 import math
 import os
-import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -42,25 +41,26 @@ from ..messages import messages_from_queries, parse_messages
 from ..result import RewriteResult
 from ..rewriter import Rewriter
 from .drain import DrainState
+from .errors import (
+    BatchTooLargeError,
+    BodyTimeoutError,
+    InvalidJSONError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    ServerBusyError,
+    UnauthorizedError,
+    error_body,
+    error_response,
+    http_status,
+)
 from .json_response import SafeJSONResponse
 from .openai_api import MODEL_ID, add_openai_routes
+from .pool import Dispatcher, RewriterPool
 
-__all__ = [
-    "BatchTooLargeError",
-    "BodyTimeoutError",
-    "InvalidJSONError",
-    "InvalidRequestError",
-    "PayloadTooLargeError",
-    "RequestTimeoutError",
-    "RewriterPool",
-    "ServerBusyError",
-    "ServerError",
-    "UnauthorizedError",
-    "create_app",
-]
+__all__ = ["create_app"]
 
 log = logging.getLogger("qr_edge.server")
-T = TypeVar("T")
 
 #: Paths served without an API key: a load balancer's health probe carries none.
 #: Paths served without the API key: the probe, the playground and the API docs (static, no data).
@@ -69,62 +69,7 @@ OPEN_PREFIXES = ("/static/",)
 STATIC = Path(__file__).parent / "static"
 
 
-# -- errors the service itself raises ---------------------------------------------------------------
-class ServerError(QrEdgeError):
-    """A request the service refuses for its own reasons (key, size, load); ``status`` is the HTTP code."""
-
-    status: int = 400
-    headers: dict[str, str] | None = None
-
-
-class InvalidJSONError(ServerError):
-    """The body is not JSON at all."""
-
-
-class InvalidRequestError(ServerError):
-    """The JSON does not have the request's shape (missing or mistyped fields, unknown keys)."""
-
-    status = 422
-
-
-class UnauthorizedError(ServerError):
-    """No API key, or the wrong one."""
-
-    status = 401
-    headers = {"WWW-Authenticate": "Bearer"}
-
-
-class PayloadTooLargeError(ServerError):
-    """The body is larger than the service accepts."""
-
-    status = 413
-
-
-class BatchTooLargeError(ServerError):
-    """A batch has more items than the service accepts in one request."""
-
-    status = 413
-
-
-class ServerBusyError(ServerError):
-    """Every rewriter is busy and the queue is full: retry after ``Retry-After`` seconds."""
-
-    status = 503
-    headers = {"Retry-After": "1"}
-
-
-class RequestTimeoutError(ServerError):
-    """No result within the request's time budget (waiting included)."""
-
-    status = 504
-
-
-class BodyTimeoutError(ServerError):
-    """The client did not finish sending its body in time."""
-
-    status = 408
-
-
+# -- request checks the schema cannot express ----------------------------------------------------
 #: Deepest ``id`` echoed back (a list or object inside a list or object...): ids match results to inputs.
 MAX_ID_DEPTH = 8
 
@@ -141,125 +86,6 @@ def check_id(value: Any, depth: int = 0) -> None:
     elif isinstance(value, dict):
         for item in value.values():
             check_id(item, depth + 1)
-
-
-def _status(exc: QrEdgeError) -> tuple[int, dict[str, str] | None]:
-    """HTTP status and headers of a refusal: a server error's own, else 422 for the library's errors."""
-    return (exc.status, exc.headers) if isinstance(exc, ServerError) else (422, None)
-
-
-def _error_body(error_type: str, message: str) -> dict[str, Any]:
-    return {"error": {"type": error_type, "message": message}}
-
-
-def _error_response(exc: QrEdgeError) -> JSONResponse:
-    status, headers = _status(exc)
-    return SafeJSONResponse(_error_body(type(exc).__name__, str(exc)), status_code=status, headers=headers)
-
-
-# -- the pool -------------------------------------------------------------------------------------
-class RewriterPool:
-    """N Rewriters, each with its own llama.cpp context: up to N requests run at once, one per rewriter.
-
-    Thread-safe and loop-agnostic: ``call`` blocks a worker thread until a rewriter is idle, so several apps
-    (or plain threads) may share one pool.
-    """
-
-    def __init__(self, rewriters: Sequence[Rewriter]) -> None:
-        if not rewriters:
-            raise ValueError("a RewriterPool needs at least one Rewriter")
-        self.rewriters = list(rewriters)
-        self._idle: queue.SimpleQueue[Rewriter] = queue.SimpleQueue()
-        for rewriter in self.rewriters:
-            self._idle.put(rewriter)
-
-    @classmethod
-    def load(cls, factory: Callable[[], Rewriter], workers: int = 1) -> RewriterPool:
-        """Build ``workers`` Rewriters with ``factory`` (each loads its own model context)."""
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
-        return cls([factory() for _ in range(workers)])
-
-    @property
-    def size(self) -> int:
-        return len(self.rewriters)
-
-    @property
-    def primary(self) -> Rewriter:
-        """The rewriter whose model and adapters describe the pool (all are built alike)."""
-        return self.rewriters[0]
-
-    def call(self, job: Callable[[Rewriter], T], deadline: float | None = None) -> T:
-        """Run ``job`` on an idle rewriter, waiting for one until ``deadline`` (``time.monotonic``). Blocking."""
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            rewriter = self._idle.get(timeout=timeout)
-        except queue.Empty:
-            raise RequestTimeoutError("no rewriter became free before the request's deadline") from None
-        try:
-            return job(rewriter)
-        finally:
-            self._idle.put(rewriter)
-
-
-class _Dispatcher:
-    """Admission (bounded queue) and time budget for requests going to the pool, from one event loop."""
-
-    def __init__(self, pool: RewriterPool, queue_size: int, timeout_s: float) -> None:
-        self.pool = pool
-        self.queue_size = queue_size
-        self.timeout_s = timeout_s
-        # requests running or waiting, and calls still on a rewriter after their request timed out: a freed
-        # queue slot would otherwise admit requests that only wait behind the abandoned call and time out too
-        self.admitted = 0
-        self._lock = threading.Lock()
-        self.limiter = anyio.CapacityLimiter(pool.size + queue_size)  # a thread per admitted request at most
-
-    def _release(self) -> None:
-        with self._lock:
-            self.admitted -= 1
-
-    async def run(self, job: Callable[[Rewriter, threading.Event], T], units: int = 1) -> T:
-        """Run ``job(rewriter, cancelled)`` in a worker thread within ``units`` x the timeout.
-
-        On timeout ``cancelled`` is set: the model call stops at its next forward pass (``CancelledError``), a
-        job between model calls stops early, and the request's admission slot is held until the thread ends.
-        """
-        with self._lock:
-            if self.admitted >= self.pool.size + self.queue_size:
-                raise ServerBusyError(
-                    f"all {self.pool.size} rewriter(s) are busy and {self.queue_size} request(s) wait; retry shortly"
-                )
-            self.admitted += 1
-        budget = self.timeout_s * max(1, units)
-        deadline = time.monotonic() + budget
-        cancelled = threading.Event()
-        state = {"started": False}
-
-        def work(rewriter: Rewriter) -> T:
-            with self._lock:
-                if cancelled.is_set():  # the caller gave up while this thread waited for a rewriter
-                    raise RequestTimeoutError("the request timed out before it ran")
-                state["started"] = True
-            try:
-                with rewriter.engine.stop_when(cancelled):
-                    return job(rewriter, cancelled)
-            finally:
-                self._release()
-
-        try:
-            with anyio.fail_after(budget):
-                return await anyio.to_thread.run_sync(
-                    self.pool.call, work, deadline, abandon_on_cancel=True, limiter=self.limiter
-                )
-        except (TimeoutError, CancelledError):
-            raise RequestTimeoutError(f"no result within {budget:g} s; the query can be used as it is") from None
-        finally:
-            with self._lock:
-                cancelled.set()
-                never_ran = not state["started"]
-            if never_ran:
-                self._release()
 
 
 # -- request bodies ---------------------------------------------------------------------------------
@@ -370,8 +196,8 @@ class ModelsResponse(BaseModel):
 
 def _prepare(req: RewriteRequest, rewriter: Rewriter) -> Callable[[Rewriter], dict[str, Any]]:
     """Check what the schema cannot before the request takes a queue slot (a bad request never waits for a
-    busy rewriter); return the model call, which gives the result's JSON body."""
-    check_id(req.id)
+    busy rewriter); return the model call, which gives the result's JSON body. The ``id`` is checked by the
+    callers first: a batch must know it before it echoes it in an error record."""
     if (req.messages is None) == (req.queries is None):
         raise InvalidConversationError('give either "messages" (a conversation) or "queries" (user queries only)')
     unknown = sorted(set(req.options) - {"include_prompt"})
@@ -410,7 +236,7 @@ def _dump(result: RewriteResult, item_id: Any) -> dict[str, Any]:
 
 
 def _error_record(error_type: str, message: str, item_id: Any) -> dict[str, Any]:
-    record = _error_body(error_type, message)
+    record = error_body(error_type, message)
     return record if item_id is None else {"id": item_id, **record}
 
 
@@ -449,7 +275,7 @@ class _GateMiddleware:
             return
         if self.drain.draining:
             busy = ServerBusyError("the service is shutting down; retry shortly (or on another instance)")
-            await _error_response(busy)(scope, receive, send)
+            await error_response(busy)(scope, receive, send)
             return
         self.drain.in_flight += 1
         try:
@@ -463,12 +289,12 @@ class _GateMiddleware:
         is_open = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
         if self.api_key is not None and not is_open and not self._authorized(headers):
             message = "this service needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-            await _error_response(UnauthorizedError(message))(scope, receive, send)
+            await error_response(UnauthorizedError(message))(scope, receive, send)
             return
         too_large = PayloadTooLargeError(f"the request body is larger than {self.max_body_bytes} bytes")
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await _error_response(too_large)(scope, receive, send)
+            await error_response(too_large)(scope, receive, send)
             return
         # Read the (bounded) body here, so a chunked body without Content-Length is limited too, in time as well.
         chunks, size = [], 0
@@ -480,14 +306,14 @@ class _GateMiddleware:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    await _error_response(too_large)(scope, receive, send)
+                    await error_response(too_large)(scope, receive, send)
                     return
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
         if reading.cancelled_caught:
             late = BodyTimeoutError(f"the request body did not arrive within {self.body_timeout_s:g} s")
-            await _error_response(late)(scope, receive, send)
+            await error_response(late)(scope, receive, send)
             return
         replayed = False
 
@@ -518,7 +344,7 @@ def create_app(
     gracefully (see ``DrainState``)."""
     if max_body_bytes < 1 or max_batch < 1 or timeout_s <= 0 or queue_size < 0 or body_timeout_s <= 0:
         raise ValueError("max_body_bytes and max_batch must be >= 1, timeout_s and body_timeout_s > 0, queue_size >= 0")
-    dispatcher = _Dispatcher(pool, queue_size, timeout_s)
+    dispatcher = Dispatcher(pool, queue_size, timeout_s)
     drain = DrainState()
     app = FastAPI(
         default_response_class=SafeJSONResponse,
@@ -541,29 +367,29 @@ def create_app(
 
     @app.exception_handler(QrEdgeError)
     async def _library_error(request: Request, exc: QrEdgeError) -> JSONResponse:
-        return _error_response(exc)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(err.get("type") == "json_invalid" for err in errors):
-            return _error_response(InvalidJSONError(f"the body is not valid JSON: {_validation_message(errors)}"))
+            return error_response(InvalidJSONError(f"the body is not valid JSON: {_validation_message(errors)}"))
         content_type = request.headers.get("content-type", "")
         if "json" not in content_type and all(tuple(e.get("loc", ())) == ("body",) for e in errors):
-            return _error_response(InvalidRequestError("send the body as JSON, with 'Content-Type: application/json'"))
-        return _error_response(InvalidRequestError(_validation_message(errors)))
+            return error_response(InvalidRequestError("send the body as JSON, with 'Content-Type: application/json'"))
+        return error_response(InvalidRequestError(_validation_message(errors)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI could not parse the body (invalid UTF-8, nesting too deep for json)
-            return _error_response(InvalidJSONError(f"the body is not valid JSON: {exc.detail}"))
+            return error_response(InvalidJSONError(f"the body is not valid JSON: {exc.detail}"))
         name = "".join(w.capitalize() for w in HTTPStatus(exc.status_code).phrase.replace("-", " ").split())
-        return SafeJSONResponse(_error_body(name, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return SafeJSONResponse(error_body(name, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return SafeJSONResponse(_error_body("InternalError", "internal error; see the server log"), status_code=500)
+        return SafeJSONResponse(error_body("InternalError", "internal error; see the server log"), status_code=500)
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:
@@ -610,6 +436,7 @@ def create_app(
         summary="Rewrite the last user query of a conversation",
     )
     async def rewrite(body: RewriteRequest) -> JSONResponse:
+        check_id(body.id)
         call = _prepare(body, pool.primary)
         return SafeJSONResponse(await dispatcher.run(lambda rewriter, _cancelled: call(rewriter)))
 
@@ -673,6 +500,6 @@ def create_app(
         app,
         primary=lambda: pool.primary,
         run=lambda job: dispatcher.run(lambda rewriter, _cancelled: job(rewriter)),
-        status=_status,
+        status=http_status,
     )
     return app

@@ -2,11 +2,8 @@
 never a 500; against a real uvicorn server on loopback and the real embedded model."""
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,7 +16,7 @@ from qr_edge.errors import CancelledError  # noqa: E402
 from qr_edge.server import create_app  # noqa: E402
 
 from ..conftest import CONVERSATION  # noqa: E402
-from .test_serve import ALONE, ROOT, error_of, serving  # noqa: E402
+from .test_serve import ALONE, error_of, serving, start_cli_server  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
 
@@ -154,23 +151,8 @@ def test_the_engine_stops_between_passes_and_stays_consistent(pool):
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_0():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = f"serve --port {port} --adapter none --n-examples 0 --n-ctx 2048 --threads 1 --timeout 600".split()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qr_edge", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_cli_server()
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         slow: dict = {}
         body = {"messages": long_conversation("drain")}
         worker = threading.Thread(

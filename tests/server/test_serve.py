@@ -229,23 +229,29 @@ def test_cli_stays_light_and_names_the_missing_extra():
     assert proc.returncode == 4 and "pip install 'qr-edge[server]'" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_cli_serves_with_the_key_from_the_environment():
+def start_cli_server(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`qr-edge serve` (bare embedded model, one thread) as a process on a free port; returns once /healthz answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = f"serve --port {port} --adapter none --n-examples 0 --n-ctx 2048 --threads 1 --timeout 600".split()
-    env = {**os.environ, "QR_EDGE_API_KEY": "k3y", "HF_HUB_OFFLINE": "1"}
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qr_edge", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "qr_edge", *args], cwd=ROOT, env=full_env, stderr=subprocess.PIPE, text=True
     )
+    base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return proc, base
+
+
+def test_cli_serves_with_the_key_from_the_environment():
+    proc, base = start_cli_server({"QR_EDGE_API_KEY": "k3y"})
     try:
-        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         assert proc.poll() is None, "qr-edge serve exited"
         assert httpx.post(f"{base}/v1/rewrite", json=ALONE).status_code == 401
         r = httpx.post(f"{base}/v1/rewrite", json={"messages": CONVERSATION}, headers={"X-API-Key": "k3y"}, timeout=600)
