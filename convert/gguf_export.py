@@ -23,6 +23,7 @@ _FILE_TYPES = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOST
 
 def _rope_theta(config: Any) -> float:
     params = getattr(config, "rope_parameters", None) or {}
+    params = params.get("full_attention", params)  # Gemma 3: one set per layer type (the global layers' here)
     theta = getattr(config, "rope_theta", None) or params.get("rope_theta")
     if theta is None:
         raise ConvertError("config has no rope_theta")
@@ -33,7 +34,7 @@ def _rope_theta(config: Any) -> float:
     return float(theta)
 
 
-def add_hparams(writer: gguf.GGUFWriter, config: Any) -> None:
+def add_hparams(writer: gguf.GGUFWriter, config: Any, spec: ArchSpec) -> None:
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     writer.add_context_length(config.max_position_embeddings)
@@ -46,6 +47,8 @@ def add_hparams(writer: gguf.GGUFWriter, config: Any) -> None:
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_rope_dimension_count(head_dim)
     writer.add_vocab_size(config.vocab_size)
+    if spec.hparams is not None:
+        spec.hparams(writer, config)
 
 
 def _plan(model: Any, spec: ArchSpec, ftype: str) -> list[tuple[str, str, Any, np.dtype]]:
@@ -86,7 +89,7 @@ def write_gguf(
                 writer.add_uint32(key, value)
             else:
                 writer.add_string(key, str(value))
-        add_hparams(writer, model.config)
+        add_hparams(writer, model.config, spec)
         writer.add_file_type(_FILE_TYPES[ftype])
         add_vocab(writer)
         plan = _plan(model, spec, ftype)

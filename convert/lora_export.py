@@ -20,6 +20,7 @@ import gguf
 import numpy as np
 
 from qr_edge.atomic_file import AtomicOutputs
+from qr_edge.chat_template import ARCH_TEMPLATES
 from qr_edge.model_meta import (
     META_ADAPTER_METHOD,
     META_ADAPTER_NAME,
@@ -65,6 +66,8 @@ def adapter_metadata(base: BaseInfo, adapter: AdapterInfo, spec_arch: str) -> di
     }
     if base.kind == "gguf":
         meta[META_BASE_SHA256] = file_sha256(Path(base.ref))
+        if not gguf.GGUFReader(base.ref).get_field("tokenizer.chat_template") and spec_arch in ARCH_TEMPLATES:
+            meta["tokenizer.chat_template"] = ARCH_TEMPLATES[spec_arch]  # the turn format it was trained in
     if "prompt_format_version" in adapter.meta:
         meta[META_PROMPT_VERSION] = str(adapter.meta["prompt_format_version"])
     if "dataset_sha256" in adapter.meta:

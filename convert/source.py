@@ -81,6 +81,14 @@ def _from_config(kind: str, ref: str, cfg: dict[str, Any], name: str) -> BaseInf
 
 
 def inspect_base(ref: str) -> BaseInfo:
+    from qr_edge.errors import ModelNotFoundError
+    from qr_edge.model_source import EMBEDDED_MODELS, embedded_model_path
+
+    if ref in EMBEDDED_MODELS and not os.path.exists(ref):  # an embedded model by name: the GGUF its package ships
+        try:
+            ref = embedded_model_path(EMBEDDED_MODELS[ref])
+        except ModelNotFoundError as exc:
+            raise ConvertError(str(exc)) from None
     path = Path(ref)
     if path.is_file():
         if path.suffix != ".gguf":
@@ -131,7 +139,9 @@ def _inspect_gguf(path: Path) -> BaseInfo:
         "num_hidden_layers": get(f"{arch}.block_count"),
         "num_attention_heads": heads,
         "num_key_value_heads": get(f"{arch}.attention.head_count_kv", heads),
-        "head_dim": get(f"{arch}.rope.dimension_count", emb // heads if emb and heads else None),
+        # Gemma's heads are wider than hidden / heads: the key length says so where it is written
+        "head_dim": get(f"{arch}.attention.key_length")
+        or get(f"{arch}.rope.dimension_count", emb // heads if emb and heads else None),
     }
     if None in cfg.values():
         raise ConvertError(f"{path} lacks the hyper-parameters of a {arch!r} model")

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from qr_edge.atomic_file import write_text_atomic
-from qr_edge.chat_template import ChatTemplate
+from qr_edge.chat_template import ChatTemplate, template_source
 from qr_edge.data.dataset import RewriteRecord, dataset_sha256, read_dataset
 from qr_edge.evaluate.bench import cpu_flags
 from qr_edge.messages import Message
@@ -107,7 +107,7 @@ class PromptTokenizer:
             vocab = self._llm._model
             bos = vocab.token_get_text(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
             eos = vocab.token_get_text(vocab.token_eos()) if vocab.token_eos() >= 0 else ""
-            self.template = ChatTemplate(meta.get("tokenizer.chat_template"), bos, eos)
+            self.template = ChatTemplate(template_source(meta), bos, eos)
             self._encode = lambda text, special: self._llm.tokenize(
                 text.encode("utf-8"), add_bos=special and not (bos and text.startswith(bos)), special=special
             )

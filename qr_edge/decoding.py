@@ -28,6 +28,12 @@ DRAFT_TOKENS = 3
 _PROBE_TEXT = "<history>\n<user>Why is NumPy faster than Python lists?</user>\n</history>\n"
 
 
+def _logprob(row: np.ndarray, token: int) -> float:
+    """log softmax(row)[token], in float64 (a vocabulary of 262k float32 terms sums with rounding error)."""
+    top = float(row.max())
+    return float(row[token]) - top - float(np.log(np.exp(row - top, dtype=np.float64).sum()))
+
+
 class Decoding:
     """Passes and decoding over ``_llm``, for the adapter ``_active`` (set by the engine)."""
 
@@ -152,8 +158,9 @@ class Decoding:
 
     def _greedy(
         self, tokens: list[int], reused: int, max_tokens: int, stop: str, opening: str = ""
-    ) -> tuple[list[int], int, float]:
-        """Greedy decoding, prompt-lookup drafts verified in one pass each: (output, passes, first-token time).
+    ) -> tuple[list[int], int, float, list[float]]:
+        """Greedy decoding, prompt-lookup drafts verified in one pass each: (output, passes, first-token time,
+        the log-probability of each output token before the stop tag).
 
         No per-token Python sampling: one argmax per verified position; the stop tag is looked for in the
         new bytes only. Rejected draft tokens are removed from the KV cache. The prompt's own pass already
@@ -161,7 +168,8 @@ class Decoding:
         does). Where one-position passes compute other logits than longer ones (``pass_rows`` 2), a pass
         without a draft still evaluates a second position (a guess), so the output never depends on
         whether drafts were found. ``passes`` counts the forward passes that produced output, the prompt's
-        included (one per token without drafting).
+        included (one per token without drafting). The log-probabilities come from the logits the passes computed
+        anyway (a log-sum-exp per emitted token, no extra pass): what a result's confidence is made of.
         """
         llm, lc = self._llm, self._llama_cpp
         vocab = llm._model.vocab
@@ -172,19 +180,25 @@ class Decoding:
         llm.n_tokens = reused
         self._check_stop()
         # the prompt's pass verifies the draft too: logits at its last position and at each draft token
-        predicted = np.argmax(self._eval([*tokens[reused:], *draft], outputs=1 + len(draft)), axis=1)
+        rows = self._eval([*tokens[reused:], *draft], outputs=1 + len(draft))
+        predicted = np.argmax(rows, axis=1)
         first_at = time.perf_counter()
         base = len(tokens) - 1  # the position of the pass's first row
         stop_b = stop.encode("utf-8")
         out: list[int] = []
+        logprobs: list[float] = []
+        starts: list[int] = []  # each output token's first byte in ``text``
         text = b""
 
-        def emit(token: int) -> bool:
-            """Append ``token`` to the output; True when generation ends (end of generation, stop tag, budget)."""
+        def emit(token: int, row: int) -> bool:
+            """Append ``token`` (the argmax of ``rows[row]``) to the output; True when generation ends (end of
+            generation, stop tag, budget)."""
             nonlocal text
             if lc.llama_vocab_is_eog(vocab, token):
                 return True
             out.append(token)
+            logprobs.append(_logprob(rows[row], token))
+            starts.append(len(text))
             text += llm.detokenize([token])
             return stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens
 
@@ -193,11 +207,11 @@ class Decoding:
             accepted = 0
             while accepted < len(draft) and int(predicted[accepted]) == draft[accepted]:
                 accepted += 1
-            if any(emit(token) for token in draft[:accepted]):
+            if any(emit(token, i) for i, token in enumerate(draft[:accepted])):
                 break
             llm.n_tokens = base + 1 + accepted  # drop the rejected draft tokens (removed from KV at the next decode)
             nxt = int(predicted[accepted])
-            if emit(nxt):
+            if emit(nxt, accepted):
                 break
             draft = []
             if lookup is not None:
@@ -206,10 +220,13 @@ class Decoding:
             draft = draft or ([nxt] if padded else [])  # any token: its logits are not used unless it is right
             base = llm.n_tokens
             self._check_stop()
-            predicted = np.argmax(self._decode([nxt, *draft]), axis=1)
+            rows = self._decode([nxt, *draft])
+            predicted = np.argmax(rows, axis=1)
             passes += 1
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
-        return out, passes, first_at
+        cut = text.find(stop_b)
+        content = len(out) if cut < 0 else sum(1 for start in starts if start < cut)
+        return out, passes, first_at, logprobs[:content]
 
     def _sample(
         self, tokens: list[int], max_tokens: int, temperature: float, stop: str

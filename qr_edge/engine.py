@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .chat_template import ChatTemplate
+from .chat_template import ChatTemplate, template_source
 from .decoding import Decoding
 from .errors import AdapterError, ContextOverflowError, ModelLoadError, ModelNotFoundError
 from .prompt import RenderedPrompt
@@ -62,6 +62,8 @@ class Generation:
     text: str
     timings: Timings
     tokens: tuple[int, ...] = ()  # the generated tokens, end-of-generation excluded
+    #: The log-probability of each token before the stop tag, under greedy decoding (empty when sampled).
+    logprobs: tuple[float, ...] = ()
 
 
 def _common_prefix(a: Any, b: list[int]) -> int:
@@ -185,7 +187,7 @@ class LlamaEngine(Decoding):
         self._bos_text = vocab.token_get_text(bos_id) if bos_id >= 0 else ""
         eos_id = vocab.token_eos()
         self.chat_template = ChatTemplate(
-            self.metadata.get("tokenizer.chat_template"),
+            template_source(self.metadata),
             bos_token=self._bos_text,
             eos_token=vocab.token_get_text(eos_id) if eos_id >= 0 else "",
             name=os.path.basename(model_path),
@@ -434,10 +436,11 @@ class LlamaEngine(Decoding):
             self._check_fits(len(tokens), max_tokens)
             self._split_invariance()  # probed before the context is prepared: the probe uses it
             reused = self._prepare(tokens, self._stable_len(prompt, tokens))
+            logprobs: list[float] = []
             if temperature > 0:
                 out, passes, first_at = self._sample(tokens, max_tokens, temperature, stop)
             else:
-                out, passes, first_at = self._greedy(tokens, reused, max_tokens, stop, prompt.opening)
+                out, passes, first_at, logprobs = self._greedy(tokens, reused, max_tokens, stop, prompt.opening)
             self._live_prompt = tuple(tokens) if prompt.stable_prefix else None
             end = time.perf_counter()
             text = self.detokenize(out)
@@ -452,7 +455,7 @@ class LlamaEngine(Decoding):
             prompt_ms=(first_at - start) * 1000,
             generation_ms=(end - first_at) * 1000,
         )
-        return Generation(text=text.split(stop, 1)[0], timings=timings, tokens=tuple(out))
+        return Generation(text=text.split(stop, 1)[0], timings=timings, tokens=tuple(out), logprobs=tuple(logprobs))
 
     def yes_probability(
         self, prompt: RenderedPrompt, adapter: str | None = None, tokens: list[int] | None = None

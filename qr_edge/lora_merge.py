@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from .chat_template import ARCH_TEMPLATES
 from .errors import AdapterError
 from .model_meta import META_BASE_NAME
 
@@ -48,6 +49,10 @@ def merge_lora(base: str, adapter: str, out: str | os.PathLike[str]) -> int:
     for name, field in lora_file.fields.items():
         if name.startswith("qr_edge.") and not name.startswith("qr_edge.base."):
             writer.add_key_value(name, field.contents(), field.types[0])
+    if "tokenizer.chat_template" not in base_file.fields and arch in ARCH_TEMPLATES:
+        # a pretrained base without a template (Gemma 3 270M): the merged file records the turn format it was
+        # trained in, so it renders right in any llama.cpp front end, not only in qr-edge
+        writer.add_string("tokenizer.chat_template", ARCH_TEMPLATES[arch])
     writer.add_string(META_BASE_NAME, str(base_file.fields["general.name"].contents()))
     writer.add_string(META_MERGED_ADAPTER, os.path.basename(adapter))
     writer.add_uint64(META_MERGED_ADAPTER_SIZE, os.path.getsize(adapter))

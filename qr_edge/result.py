@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .confidence import ConfidenceScores
+
 
 class Decision(str, Enum):
     """Why the result's ``rewrite`` is what it is."""
@@ -70,6 +72,9 @@ class RewriteResult(BaseModel):
     reason: str = ""
     raw_output: str | None = None
     gate: GateVerdict | None = None
+    #: How sure the model was of its output, 0-1 (``confidence.py``); None where no model wrote the result.
+    confidence: float | None = None
+    confidence_scores: ConfidenceScores | None = None
     timings: Timings = Field(default_factory=Timings)
     id: Any = None
 

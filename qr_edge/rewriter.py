@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adapters import BUNDLED, BundledAdapter, PromptFormatWarning, check_adapter, gate_thresholds, prompt_spec
+from .confidence import confidence_scores, uncalibrated_confidence
 from .engine import LlamaEngine
 from .errors import AdapterError, ContextOverflowError
 from .examples import FewShotExample, load_examples, select_examples
@@ -17,7 +18,7 @@ from .gate import QueryGate
 from .guard import LeakageGuard
 from .messages import Message, MessagesLike, messages_from_queries, parse_messages
 from .model_meta import MAX_HISTORY_TURNS, META_PROMPT_VERSION, PROMPT_FORMATS, output_budget
-from .model_source import bundled_adapter_path, embedded_merged_path, is_embedded, resolve_model, wants_embedded
+from .model_source import bundled_adapter_path, embedded_choice, embedded_merged_path, embedded_of, resolve_model
 from .prompt import PromptBuilder, RenderedPrompt, fit_to_budget
 from .result import Decision, GateVerdict, RewriteResult, Timings
 
@@ -68,13 +69,16 @@ class Rewriter:
     ) -> None:
         # Out of the box (the embedded model with the bundled adapter alone) the adapter runs merged into a
         # copy of the weights: the same model without llama.cpp's run-time LoRA products.
-        bundled = bundled_adapter_path()
-        out_of_the_box = wants_embedded(model) and isinstance(adapter, BundledAdapter) and not adapters
-        merged = embedded_merged_path(bundled) if out_of_the_box and bundled else None
+        named_model = None if hf_file else embedded_choice(model)
+        bundled = bundled_adapter_path(named_model) if named_model else None
+        out_of_the_box = named_model is not None and isinstance(adapter, BundledAdapter) and not adapters
+        merged = embedded_merged_path(bundled, named_model) if out_of_the_box and bundled else None
         #: The GGUF file the engine runs (with the default adapter merged in, out of the box).
         self.model_path = merged or resolve_model(model, hf_file)
         if isinstance(adapter, BundledAdapter):
-            adapter = bundled if merged or is_embedded(self.model_path) else None
+            # an embedded model named by its path (or whose merged copy could not be made) gets its adapter at run time
+            owner = named_model if merged else embedded_of(self.model_path)
+            adapter = bundled_adapter_path(owner) if owner else None
         self.engine = LlamaEngine(
             self.model_path,
             n_ctx=n_ctx,
@@ -240,6 +244,7 @@ class Rewriter:
         output = profile.builder.parse_output(generation.text)
         verdict_g = profile.guard.check(output, kept)
         rewrite = output if verdict_g.decision == Decision.REWRITTEN else query
+        scores = confidence_scores(generation.tokens, generation.logprobs, self.engine.token_ids(query))
         return RewriteResult(
             query=query,
             rewrite=rewrite,
@@ -248,6 +253,8 @@ class Rewriter:
             reason=verdict_g.reason,
             raw_output=generation.text,
             gate=verdict,
+            confidence=None if scores is None else uncalibrated_confidence(scores),
+            confidence_scores=scores,
             timings=self._total(timings, start),
         )
 

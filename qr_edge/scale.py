@@ -38,6 +38,7 @@ RESULT_SCHEMA = pa.schema(
         ("changed", pa.bool_()),
         ("decision", pa.string()),
         ("reason", pa.string()),
+        ("confidence", pa.float64()),
         ("error", pa.string()),
     ]
 )

@@ -1,4 +1,4 @@
-"""Tiny random Qwen2 / Llama models with a real byte-level BPE tokenizer, built at test time (no hub)."""
+"""Tiny random Qwen2 / Llama / Gemma 3 models with a real byte-level BPE tokenizer, built at test time (no hub)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,14 @@ CORPUS = [
 ] * 20
 
 
-def build_tokenizer(folder: Path, regex: str):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+#: Gemma's special tokens in Gemma's order (pad 0, eos 1, bos 2, unk 3), then its turn markers.
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+
+
+def build_tokenizer(folder: Path, regex: str, gemma: bool = False):
+    """ChatML specials and template (Qwen-like), or with ``gemma`` Gemma's specials, a BOS on every text and no
+    template at all, like the pretrained Gemma 3 270M GGUF."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -36,11 +42,20 @@ def build_tokenizer(folder: Path, regex: str):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=420,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        special_tokens=GEMMA_SPECIALS if gemma else ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(CORPUS, trainer)
+    if gemma:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
+        )
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+        )
+        fast.save_pretrained(folder)
+        return fast
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, chat_template=CHATML
     )
@@ -54,6 +69,8 @@ def build_model(folder: Path, arch: str = "qwen2", seed: int = 0) -> Path:
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     folder.mkdir(parents=True, exist_ok=True)
+    if arch == "gemma3":
+        return _build_gemma3(folder, seed)
     tok = build_tokenizer(folder, QWEN2_REGEX if arch == "qwen2" else LLAMA3_REGEX)
     common = dict(
         vocab_size=len(tok) + 12,  # padded past the tokenizer, like Qwen2.5's 151936
@@ -72,12 +89,46 @@ def build_model(folder: Path, arch: str = "qwen2", seed: int = 0) -> Path:
         config = Qwen2Config(**common, tie_word_embeddings=True, rope_theta=1000000.0)
     else:
         config = LlamaConfig(**common, tie_word_embeddings=False, rope_theta=10000.0)
+    return _save_random(AutoModelForCausalLM.from_config(config, dtype=torch.float32), folder, seed)
+
+
+def _build_gemma3(folder: Path, seed: int) -> Path:
+    """Gemma 3's layout at toy size: heads of 256 as in the 270M (far wider than hidden / heads; transformers'
+    GGUF loader assumes that query scale), q/k norms, four norms a layer, a sliding window, tied embeddings
+    scaled by sqrt(hidden)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    tok = build_tokenizer(folder, QWEN2_REGEX, gemma=True)
+    config = Gemma3TextConfig(
+        vocab_size=len(tok) + 12,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        query_pre_attn_scalar=256,
+        sliding_window=512,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-6,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    return _save_random(AutoModelForCausalLM.from_config(config, dtype=torch.float32), folder, seed)
+
+
+def _save_random(model, folder: Path, seed: int) -> Path:
+    import torch
+
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+                # Gemma's RMSNorm multiplies by (1 + w): a weight near 0 there is near 1 elsewhere
+                p.copy_((0.0 if model.config.model_type.startswith("gemma") else 1.0) + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(0.15 * torch.randn_like(p))
     model.save_pretrained(folder)

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import ConvertError
 
-SUPPORTED = {"qwen2": "qwen2", "llama": "llama"}
+#: HF ``model_type`` (or a GGUF's ``general.architecture``) -> module.
+SUPPORTED = {"qwen2": "qwen2", "llama": "llama", "gemma3_text": "gemma3", "gemma3": "gemma3"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class ArchSpec:
 
     gguf_arch: str
     transform: Callable[[str, np.ndarray, Any], np.ndarray]  # (hf_name, tensor, config) -> tensor as llama.cpp wants it
+    hparams: Callable[[Any, Any], None] | None = None  # (GGUFWriter, config): keys beyond the common ones
 
 
 def get_arch(model_type: str) -> ArchSpec:

