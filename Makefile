@@ -71,6 +71,10 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF
 	$(PY) scripts/calibrate_gate.py --adapter-gguf $(ADAPTER) --adapter-dir $(ADAPTER_DIR) --mix $(MIX)
+	# the confidence map, fitted on the dev cases of this adapter, then written into its GGUF too
+	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --limit 30 --model "$(EMBEDDED)" --adapter $(ADAPTER) \
+		--out build/eval/adapter-dev.json --cases build/eval/adapter-dev.cases.jsonl
+	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
 eval-adapter: $(VENV)/.all

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import resource
 import tempfile
 import time
@@ -22,6 +23,7 @@ from qr_edge.model_meta import (
     META_ADAPTER_NAME,
     META_ADAPTER_SHA256,
     META_BASE_NAME,
+    META_CONFIDENCE_CALIBRATION,
     META_DATASET_SHA256,
     META_N_EXAMPLES,
     META_PROMPT_VERSION,
@@ -79,11 +81,7 @@ def _metadata(options: ConvertOptions, base: BaseInfo, adapter: AdapterInfo | No
         meta[META_ADAPTER_NAME] = adapter.name
         meta[META_ADAPTER_METHOD] = adapter.method
         meta[META_ADAPTER_SHA256] = adapter.sha256
-        if "prompt_format_version" in adapter.meta:
-            meta[META_PROMPT_VERSION] = str(adapter.meta["prompt_format_version"])
-        if "dataset_sha256" in adapter.meta:
-            meta[META_DATASET_SHA256] = str(adapter.meta["dataset_sha256"])
-        meta.update(gate_metadata(adapter.meta))
+        meta.update(training_metadata(adapter.meta))
     n_examples = (
         options.n_examples if options.n_examples is not None else (adapter.meta.get("n_examples") if adapter else None)
     )
@@ -92,9 +90,20 @@ def _metadata(options: ConvertOptions, base: BaseInfo, adapter: AdapterInfo | No
     return meta
 
 
-def gate_metadata(adapter_meta: dict[str, Any]) -> dict[str, str]:
-    """The gate thresholds calibrated for an adapter (its qr_edge.json), as the GGUF keys the runtime reads."""
-    return {key: str(float(adapter_meta[name])) for name, key in ADAPTER_GATE_KEYS.items() if name in adapter_meta}
+def training_metadata(adapter_meta: dict[str, Any]) -> dict[str, str]:
+    """What an adapter's qr_edge.json records of its training and its calibrations (prompt format, training data,
+    gate thresholds, confidence map), as the GGUF keys the runtime reads: merged exports and GGUF LoRAs alike."""
+    meta = {}
+    if "prompt_format_version" in adapter_meta:
+        meta[META_PROMPT_VERSION] = str(adapter_meta["prompt_format_version"])
+    if "dataset_sha256" in adapter_meta:
+        meta[META_DATASET_SHA256] = str(adapter_meta["dataset_sha256"])
+    meta.update(
+        {key: str(float(adapter_meta[name])) for name, key in ADAPTER_GATE_KEYS.items() if name in adapter_meta}
+    )
+    if "confidence_calibration" in adapter_meta:
+        meta[META_CONFIDENCE_CALIBRATION] = json.dumps(adapter_meta["confidence_calibration"], separators=(",", ":"))
+    return meta
 
 
 def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertReport:

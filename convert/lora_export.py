@@ -28,14 +28,12 @@ from qr_edge.model_meta import (
     META_BASE_ARCH,
     META_BASE_NAME,
     META_BASE_SHA256,
-    META_DATASET_SHA256,
     META_N_EXAMPLES,
-    META_PROMPT_VERSION,
 )
 
 from .arch import get_arch
 from .errors import ConvertError, VerificationError
-from .export import gate_metadata
+from .export import training_metadata
 from .report import AdapterExportReport, ConvertOptions
 from .source import (
     LINEAR_MODULES,
@@ -68,11 +66,7 @@ def adapter_metadata(base: BaseInfo, adapter: AdapterInfo, spec_arch: str) -> di
         meta[META_BASE_SHA256] = file_sha256(Path(base.ref))
         if not gguf.GGUFReader(base.ref).get_field("tokenizer.chat_template") and spec_arch in ARCH_TEMPLATES:
             meta["tokenizer.chat_template"] = ARCH_TEMPLATES[spec_arch]  # the turn format it was trained in
-    if "prompt_format_version" in adapter.meta:
-        meta[META_PROMPT_VERSION] = str(adapter.meta["prompt_format_version"])
-    if "dataset_sha256" in adapter.meta:
-        meta[META_DATASET_SHA256] = str(adapter.meta["dataset_sha256"])
-    meta.update(gate_metadata(adapter.meta))
+    meta.update(training_metadata(adapter.meta))
     return meta
 
 

@@ -1,19 +1,38 @@
 """How sure the model was of a rewrite, from the log-probabilities greedy decoding computed anyway.
 
 No extra forward pass: each emitted token's log-probability is one log-sum-exp over logits the passes
-produced. The scores here are the candidates a calibration chooses among (``ConfidenceScores``);
-``confidence`` maps them to 0-1. Until an adapter records a calibration (a later step of ``make adapter``), the
-map is uncalibrated: the geometric-mean probability of the tokens the rewrite adds or changes (of all its
-tokens when it copies the query).
+produced. The scores here are the candidates a calibration chooses among (``ConfidenceScores``). An adapter
+that records a ``Calibration`` (fitted on dev by scripts/calibrate_confidence.py) maps its chosen score to the
+share of such rewrites that were right (``RIGHT``); one that records none gets the uncalibrated map: the
+geometric-mean probability of the tokens the rewrite adds or changes (of all its tokens when it copies the query).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
 
-from pydantic import BaseModel
+import numpy as np
+from pydantic import BaseModel, ValidationError, model_validator
+
+from .model_meta import META_CONFIDENCE_CALIBRATION
+
+#: What "right" means, once for every calibration: the result's ``rewrite`` equals one of the references after
+#: ``text.normalise`` (for a query that needs no rewrite, the reference is the query: keeping it is right).
+RIGHT = "exact match with a reference after normalisation"
+#: Below this confidence a changed rewrite is searched together with the query (``RewriteResult.queries``).
+QUERIES_BOTH_BELOW = 0.9
+
+
+def search_queries(
+    query: str, rewrite: str, confidence: float | None, both_below: float = QUERIES_BOTH_BELOW
+) -> list[str]:
+    """The rewrite, or the rewrite and the query when the rewrite changed the query and is not sure."""
+    if rewrite == query:
+        return [query]
+    return [rewrite, query] if confidence is not None and confidence < both_below else [rewrite]
 
 
 class ConfidenceScores(BaseModel):
@@ -54,3 +73,45 @@ def uncalibrated_confidence(scores: ConfidenceScores) -> float:
     """The geometric-mean probability of the changed tokens (of every token for a copy), in [0, 1]."""
     mean = scores.changed_mean_logprob if scores.changed_mean_logprob is not None else scores.mean_logprob
     return round(min(1.0, max(0.0, math.exp(mean))), 4)
+
+
+def score_value(scores: ConfidenceScores, name: str) -> float:
+    """One candidate score by name; a ``changed_*`` score of a copy (no changed token) is its overall score."""
+    value = getattr(scores, name)
+    if value is None and name.startswith("changed_"):
+        value = getattr(scores, name.removeprefix("changed_"))
+    return float(value)
+
+
+class Calibration(BaseModel):
+    """A non-decreasing map from one candidate score to P(right), as breakpoints (isotonic regression on dev)."""
+
+    score: str
+    x: list[float]
+    y: list[float]
+    right: str = RIGHT
+    n: int = 0  # dev cases it was fitted on
+
+    @model_validator(mode="after")
+    def _check(self) -> Calibration:
+        if self.score not in ConfidenceScores.model_fields or self.score in ("tokens", "changed_tokens"):
+            raise ValueError(f"unknown score {self.score!r}")
+        if not self.x or len(self.x) != len(self.y) or any(b < a for a, b in zip(self.x, self.x[1:], strict=False)):
+            raise ValueError("breakpoints must be non-empty, paired and increasing")
+        if any(not 0.0 <= v <= 1.0 for v in self.y):
+            raise ValueError("probabilities must lie in [0, 1]")
+        return self
+
+    def __call__(self, scores: ConfidenceScores) -> float:
+        return round(float(np.interp(score_value(scores, self.score), self.x, self.y)), 4)
+
+
+def read_calibration(metadata: dict[str, str]) -> Calibration | None:
+    """The calibration a model or adapter records (None where it records none, or one this runtime cannot read)."""
+    raw = metadata.get(META_CONFIDENCE_CALIBRATION)
+    if not raw:
+        return None
+    try:
+        return Calibration.model_validate(json.loads(raw))
+    except (ValueError, ValidationError):
+        return None

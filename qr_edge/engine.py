@@ -250,7 +250,7 @@ class LlamaEngine(Decoding):
 
     def _adapter_metadata(self, handle: Any) -> dict[str, str]:
         lc = self._llama_cpp
-        buf = ctypes.create_string_buffer(4096)
+        buf = ctypes.create_string_buffer(1 << 16)  # a chat template or a confidence map is a few kB
         meta = {}
         for i in range(lc.llama_adapter_meta_count(handle)):
             if lc.llama_adapter_meta_key_by_index(handle, i, buf, len(buf)) < 0:

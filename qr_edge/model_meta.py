@@ -41,6 +41,9 @@ META_DATASET_SHA256 = "qr_edge.train.dataset_sha256"
 META_GATE_NEED_THRESHOLD = "qr_edge.gate.need_threshold"
 META_GATE_DEPEND_THRESHOLD = "qr_edge.gate.depend_threshold"
 DEFAULT_GATE_THRESHOLD = 0.5
+#: The map from a rewrite's confidence scores to P(right), fitted on dev for each adapter
+#: (scripts/calibrate_confidence.py, a step of ``make adapter``): JSON, see ``confidence.Calibration``.
+META_CONFIDENCE_CALIBRATION = "qr_edge.confidence.calibration"
 #: qr_edge.json keys (written by training or calibration) -> the GGUF keys an export records them under.
 ADAPTER_GATE_KEYS = {
     "gate_need_threshold": META_GATE_NEED_THRESHOLD,

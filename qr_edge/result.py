@@ -23,6 +23,7 @@ class Decision(str, Enum):
     SKIPPED_MISSING_CONTEXT = (
         "skipped_missing_context"  # legacy input: the query depends on an answer we were not given
     )
+    KEPT_LOW_CONFIDENCE = "kept_low_confidence"  # the rewrite's confidence was below ``min_confidence``
 
 
 class Timings(BaseModel):
@@ -75,6 +76,9 @@ class RewriteResult(BaseModel):
     #: How sure the model was of its output, 0-1 (``confidence.py``); None where no model wrote the result.
     confidence: float | None = None
     confidence_scores: ConfidenceScores | None = None
+    #: What to search with: the rewrite alone, or (a changed rewrite the model was not sure of) the rewrite and
+    #: the query, to retrieve with both and merge the rankings.
+    queries: list[str] = Field(default_factory=list)
     timings: Timings = Field(default_factory=Timings)
     id: Any = None
 

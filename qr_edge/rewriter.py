@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adapters import BUNDLED, BundledAdapter, PromptFormatWarning, check_adapter, gate_thresholds, prompt_spec
-from .confidence import confidence_scores, uncalibrated_confidence
+from .confidence import (
+    QUERIES_BOTH_BELOW,
+    Calibration,
+    confidence_scores,
+    read_calibration,
+    search_queries,
+    uncalibrated_confidence,
+)
 from .engine import LlamaEngine
 from .errors import AdapterError, ContextOverflowError
 from .examples import FewShotExample, load_examples, select_examples
@@ -36,6 +43,7 @@ class _Profile:
     builder: PromptBuilder
     guard: LeakageGuard
     gate: QueryGate
+    calibration: Calibration | None = None  # the adapter's confidence map; None: uncalibrated
 
 
 class Rewriter:
@@ -65,8 +73,16 @@ class Rewriter:
         guard: LeakageGuard | None = None,
         seed: int = 0,
         max_cache_bytes: int | None = None,
+        min_confidence: float | None = None,
+        queries_both_below: float = QUERIES_BOTH_BELOW,
         verbose: bool = False,
     ) -> None:
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence}")
+        #: A rewrite whose confidence is below this keeps the query (``Decision.KEPT_LOW_CONFIDENCE``); None: off.
+        self.min_confidence = min_confidence
+        #: A changed rewrite below this confidence is searched together with the query (``RewriteResult.queries``).
+        self.queries_both_below = queries_both_below
         # Out of the box (the embedded model with the bundled adapter alone) the adapter runs merged into a
         # copy of the weights: the same model without llama.cpp's run-time LoRA products.
         named_model = None if hf_file else embedded_choice(model)
@@ -131,7 +147,7 @@ class Rewriter:
         guard = self._custom_guard or LeakageGuard(builder.examples)
         need, depend = gate_thresholds(metadata)
         gate = QueryGate(self.engine, builder, need_threshold=need, depend_threshold=depend, adapter=name)
-        return _Profile(adapter=name, builder=builder, guard=guard, gate=gate)
+        return _Profile(adapter=name, builder=builder, guard=guard, gate=gate, calibration=read_calibration(metadata))
 
     # -- which adapter ---------------------------------------------------------------------------
     @property
@@ -244,17 +260,24 @@ class Rewriter:
         output = profile.builder.parse_output(generation.text)
         verdict_g = profile.guard.check(output, kept)
         rewrite = output if verdict_g.decision == Decision.REWRITTEN else query
+        decision, reason = verdict_g.decision, verdict_g.reason
         scores = confidence_scores(generation.tokens, generation.logprobs, self.engine.token_ids(query))
+        confidence = None if scores is None else (profile.calibration or uncalibrated_confidence)(scores)
+        low = self.min_confidence is not None and confidence is not None and confidence < self.min_confidence
+        if low and rewrite != query:
+            rewrite, decision = query, Decision.KEPT_LOW_CONFIDENCE
+            reason = f"confidence {confidence:.2f} is below min_confidence {self.min_confidence:.2f}"
         return RewriteResult(
             query=query,
             rewrite=rewrite,
             changed=rewrite != query,
-            decision=verdict_g.decision,
-            reason=verdict_g.reason,
+            decision=decision,
+            reason=reason,
             raw_output=generation.text,
             gate=verdict,
-            confidence=None if scores is None else uncalibrated_confidence(scores),
+            confidence=confidence,
             confidence_scores=scores,
+            queries=search_queries(query, rewrite, confidence, self.queries_both_below),
             timings=self._total(timings, start),
         )
 
@@ -276,5 +299,6 @@ class Rewriter:
             decision=decision,
             reason=reason,
             gate=verdict,
+            queries=[query],
             timings=self._total(timings, start),
         )

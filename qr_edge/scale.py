@@ -39,6 +39,7 @@ RESULT_SCHEMA = pa.schema(
         ("decision", pa.string()),
         ("reason", pa.string()),
         ("confidence", pa.float64()),
+        ("queries", pa.list_(pa.string())),
         ("error", pa.string()),
     ]
 )

@@ -80,6 +80,7 @@ def measure(args: argparse.Namespace) -> None:
     from qr_edge.model_source import EMBEDDED_MODELS, bundled_adapter_path
 
     model = EMBEDDED_MODELS[args.model]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     files = sorted((ROOT / args.mix).glob("dev-*.jsonl"))
     adapter = bundled_adapter_path(model)
     if adapter is None:
@@ -96,7 +97,9 @@ def measure(args: argparse.Namespace) -> None:
     result.update(_prompt_tokens(model.name, files, args.limit))
     with tempfile.TemporaryDirectory() as tmp:
         evals = Path(tmp) / "eval.json"
+        cases = Path(args.out).with_suffix(".cases.jsonl")  # kept: what a confidence map is fitted on
         cmd = [QR, "eval", "--model", model.name, "--baselines", "--limit", str(args.limit), "--out", str(evals)]
+        cmd += ["--cases", str(cases)]
         cmd += [arg for f in files for arg in ("--data", str(f))]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -108,7 +111,6 @@ def measure(args: argparse.Namespace) -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         result["bench"] = json.loads(bench.read_text())
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp")
     tmp_out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     os.replace(tmp_out, out)

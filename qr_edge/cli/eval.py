@@ -12,11 +12,13 @@ from rich.table import Table
 
 from ..atomic_file import write_text_atomic
 from ..data.dataset import read_dataset
+from ..errors import InputFileError
 from ..evaluate.quality import EvalReport, MetricRow, evaluate_cases, metric_rows
 from .options import (
     AdapterOpt,
     ExamplesOpt,
     GpuOpt,
+    MinConfidenceOpt,
     ModelOpt,
     NCtxOpt,
     NExamplesOpt,
@@ -62,6 +64,14 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", help="write the report as JSON")] = None,
     cases_out: Annotated[Path | None, typer.Option("--cases", help="write per-case outputs as JSONL")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="evaluate only the first N records of each file")] = None,
+    passages: Annotated[
+        bool,
+        typer.Option(
+            "--passages",
+            help="also rank each turn's canonical passage (CAsT-21/22, iKAT) with BM25: raw query, rewrite, "
+            "the result's queries (fused), reference; MRR@10 and recall@1",
+        ),
+    ] = False,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     examples: ExamplesOpt = None,
@@ -69,6 +79,7 @@ def eval_command(
     n_ctx: NCtxOpt = 4096,
     threads: ThreadsOpt = None,
     gpu_layers: GpuOpt = 0,
+    min_confidence: MinConfidenceOpt = None,
 ) -> None:
     """Exact match, BLEU-4, ROUGE-L, unchanged accuracy, missing-context safety, leakage and more."""
     records, styles = [], {}
@@ -76,7 +87,14 @@ def eval_command(
         part = read_dataset(path)[:limit]
         records += part
         styles.update({r.id: path.stem for r in part} if len(data) > 1 else {})
-    rw = build_rewriter(rewriter_settings(model, None, examples, n_examples, n_ctx, threads, gpu_layers, adapter))
+    if passages:  # before any rewrite runs
+        from ..evaluate.retrieval import PassageIndex
+
+        if not any(r.passage for r in records):
+            raise InputFileError("--passages: no record has a passage (CAsT-21/22 and iKAT records have them)")
+        PassageIndex(["bm25s is installed"])
+    settings = rewriter_settings(model, None, examples, n_examples, n_ctx, threads, gpu_layers, adapter, min_confidence)
+    rw = build_rewriter(settings)
     with Progress(
         TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
     ) as progress:
@@ -86,6 +104,10 @@ def eval_command(
     if not baselines:
         rows = [r for r in rows if r.system == "qr-edge"]
     report = EvalReport(model=rw.engine.name, cases=len(cases), rows=rows)
+    if passages:
+        from ..evaluate.retrieval import retrieval_rows
+
+        report.retrieval = [r.model_dump() for r in retrieval_rows(cases, {r.id: r for r in records})]
     adapter_name = Path(rw.engine.adapters[rw.default_adapter].path).name if rw.default_adapter else "no adapter"
     title = (
         f"{', '.join(p.name for p in data)} on {rw.engine.name} + {adapter_name}, {len(rw.examples)} few-shot examples"
@@ -99,6 +121,13 @@ def eval_command(
             "miss-ctx: kept when the answer is missing; leak/unsup: share of outputs with example/unsupported content)",
         )
     )
+    if report.retrieval:
+        table = Table(title="retrieval: BM25 over the pooled passages, each turn's own to find", title_justify="left")
+        for header in ("system", "slice", "n", "MRR@10", "recall@1"):
+            table.add_column(header, justify="left" if header in ("system", "slice") else "right", no_wrap=True)
+        for r in report.retrieval:
+            table.add_row(r["system"], r["slice"], str(r["n"]), f"{r['mrr_at_10']:.3f}", f"{r['recall_at_1']:.3f}")
+        console.print(table)
     if out is not None:
         write_text_atomic(out, report.model_dump_json(indent=2))
     if cases_out is not None:

@@ -28,6 +28,15 @@ AdapterOpt = Annotated[
         "(default: the adapter bundled for an embedded model, none on any other)",
     ),
 ]
+MinConfidenceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-confidence",
+        min=0.0,
+        max=1.0,
+        help="keep the query when a rewrite's confidence is below this, 0-1 (default: off)",
+    ),
+]
 HfFileOpt = Annotated[
     str | None,
     typer.Option("--hf-file", help="with --model REPO_ID: the GGUF file to fetch from a hub (needs network)"),
@@ -58,9 +67,11 @@ def rewriter_settings(
     threads: int | None = None,
     gpu_layers: int = 0,
     adapter: str | None = None,
+    min_confidence: float | None = None,
 ) -> dict[str, Any]:
     """The shared options as ``Rewriter`` keyword arguments (picklable, so Ray actors can build their own)."""
     return {
+        "min_confidence": min_confidence,
         "model": model,
         "adapter": adapter_choice(adapter),
         "hf_file": hf_file,

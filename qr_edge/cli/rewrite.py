@@ -33,6 +33,7 @@ from .options import (
     ExamplesOpt,
     GpuOpt,
     HfFileOpt,
+    MinConfidenceOpt,
     ModelOpt,
     NCtxOpt,
     NExamplesOpt,
@@ -136,6 +137,7 @@ def rewrite(
     n_ctx: NCtxOpt = 4096,
     threads: ThreadsOpt = None,
     gpu_layers: GpuOpt = 0,
+    min_confidence: MinConfidenceOpt = None,
 ) -> None:
     """Rewrite the last user query of a conversation into a standalone query."""
     sources = [s for s in (conversation is not None, bool(queries), input is not None) if s]
@@ -145,7 +147,9 @@ def rewrite(
         raise InvalidConversationError("--output goes with --input (batch mode)")
     if resume and output is None:
         raise InvalidConversationError("--resume needs --output FILE")
-    settings = rewriter_settings(model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter)
+    settings = rewriter_settings(
+        model, hf_file, examples, n_examples, n_ctx, threads, gpu_layers, adapter, min_confidence
+    )
     if use_ray:
         if input is None or output is None or resume:
             raise InvalidConversationError("--ray needs --input and --output (a new folder), and has no --resume")

@@ -13,7 +13,7 @@ from rich.console import Console
 from ..adapters import BUNDLED, BundledAdapter, adapter_choice
 from ..errors import MissingExtraError
 from ..rewriter import Rewriter
-from .options import GpuOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt
+from .options import GpuOpt, MinConfidenceOpt, ModelOpt, NCtxOpt, NExamplesOpt, ThreadsOpt
 
 err_console = Console(stderr=True)
 
@@ -102,6 +102,7 @@ def serve(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="seconds per rewrite, waiting included (504 after)")
     ] = 30.0,
+    min_confidence: MinConfidenceOpt = None,
 ) -> None:
     """Serve rewrites over HTTP: POST /v1/rewrite, /v1/rewrite/batch and /v1/chat/completions (OpenAI's API),
     GET /v1/models and /healthz; docs at /docs."""
@@ -122,6 +123,7 @@ def serve(
             n_ctx=n_ctx,
             n_threads=threads,
             n_gpu_layers=gpu_layers,
+            min_confidence=min_confidence,
         )
 
     pool = server.RewriterPool.load(build, workers)

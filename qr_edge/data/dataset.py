@@ -36,6 +36,9 @@ class RewriteRecord(BaseModel):
     conversation: str | None = None
     #: Further acceptable rewrites (CQR's crowd reformulations); evaluation scores against all of them.
     references: list[str] | None = None
+    #: The turn's own canonical passage (CAsT-21/22 and iKAT ship one: the answer to this query), what a search
+    #: with the rewrite should find (``qr-edge eval --passages``). Never shown to the model.
+    passage: str | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -123,5 +126,10 @@ def write_dataset(records: Iterable[RewriteRecord], path: str | Path) -> int:
 def dataset_sha256(records: Sequence[RewriteRecord]) -> str:
     h = hashlib.sha256()
     for r in records:
-        h.update(json.dumps(r.model_dump(exclude_none=True), ensure_ascii=False, sort_keys=True).encode())
+        # the passage is evaluation data, never trained on: a mix that gains passages trains the same examples
+        h.update(
+            json.dumps(
+                r.model_dump(exclude_none=True, exclude={"passage"}), ensure_ascii=False, sort_keys=True
+            ).encode()
+        )
     return h.hexdigest()

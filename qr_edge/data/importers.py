@@ -77,6 +77,7 @@ def _add(
     source: str,
     conversation: str | None = None,
     references: list[str] | None = None,
+    passage: str | None = None,
 ) -> None:
     query = turns[-1][1].strip()
     rewrite = rewrite.strip()
@@ -93,6 +94,7 @@ def _add(
                 source=source,
                 conversation=conversation,
                 references=refs or None,
+                passage=passage.strip() if isinstance(passage, str) and passage.strip() else None,
             )
         )
     except ValidationError as exc:
@@ -166,6 +168,7 @@ def import_cast(path: Path) -> ImportResult:
                     rewrite,
                     source,
                     conversation=f"{path.stem}-{conv.get('conv_id')}",
+                    passage=t.get("response"),
                 )
             else:
                 result.skip(where, "first turn (no history)")
@@ -379,6 +382,7 @@ def import_cast22(path: Path) -> ImportResult:
                     rewrite,
                     "cast:cast22",
                     conversation=f"cast22-{number}",
+                    passage=t.get("response"),
                 )
             seen.add(key)
             turns.append(("user", question))
@@ -420,6 +424,7 @@ def import_ikat(path: Path) -> ImportResult:
                     rewrite,
                     f"ikat:{path.stem}",
                     conversation=f"{path.stem}-{number.split('-')[0]}",
+                    passage=t.get("response"),
                 )
             turns.append(("user", question))
             if t.get("response"):

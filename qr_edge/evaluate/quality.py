@@ -37,6 +37,7 @@ class CaseResult(BaseModel):
     ms: float
     confidence: float | None = None
     confidence_scores: ConfidenceScores | None = None  # what a calibration is fitted on (``--cases`` JSONL)
+    queries: list[str] = []  # what the result says to search with
 
 
 class MetricRow(BaseModel):
@@ -58,6 +59,7 @@ class EvalReport(BaseModel):
     model: str
     cases: int
     rows: list[MetricRow]
+    retrieval: list[dict[str, Any]] = []  # ``qr-edge eval --passages``: retrieval.RetrievalRow per system and slice
 
 
 class _Scorer:
@@ -122,6 +124,7 @@ def evaluate_cases(
             ms=result.timings.total_ms,
             confidence=result.confidence,
             confidence_scores=result.confidence_scores,
+            queries=result.queries,
         )
         cases.append(case)
         if on_case:

@@ -3,7 +3,8 @@
 ``condense_question()`` is a ``Runnable`` with the contract of ``create_history_aware_retriever``'s condense step:
 ``{"input": str, "chat_history": [BaseMessage | (role, content) | {"role", "content"}...]}`` → the standalone
 question (the input itself when there is no history). ``history_aware_retriever(retriever)`` puts it in front
-of any retriever.
+of any retriever; with ``search_both=True`` an unsure rewrite is searched together with the question as asked
+(``RewriteResult.queries``) and the two rankings merged by reciprocal rank fusion.
 """
 
 from __future__ import annotations
@@ -60,7 +61,30 @@ def condense_question(rewriter: Rewriter | None = None) -> Runnable[dict[str, An
 
 
 def history_aware_retriever(
-    retriever: BaseRetriever | Runnable[str, Any], rewriter: Rewriter | None = None
+    retriever: BaseRetriever | Runnable[str, Any], rewriter: Rewriter | None = None, *, search_both: bool = False
 ) -> Runnable[dict[str, Any], Any]:
-    """``{"input", "chat_history"}`` → the retriever's documents for the standalone question."""
-    return (condense_question(rewriter) | retriever).with_config(run_name="qr_edge_history_aware_retriever")
+    """``{"input", "chat_history"}`` → the retriever's documents for the standalone question (``search_both``: for
+    every query of the result, merged)."""
+    if not search_both:
+        return (condense_question(rewriter) | retriever).with_config(run_name="qr_edge_history_aware_retriever")
+    rw = rewriter or Rewriter()
+
+    def run(inputs: dict[str, Any]) -> list[Any]:
+        if "input" not in inputs:
+            raise InvalidConversationError('the retriever needs {"input": str, "chat_history": [...]}')
+        result = rw.rewrite(to_messages(inputs.get("chat_history") or [], inputs["input"]))
+        return fuse_documents([retriever.invoke(q) for q in result.queries])
+
+    return RunnableLambda(run, name="qr_edge_history_aware_retriever")
+
+
+def fuse_documents(rankings: Sequence[Sequence[Any]], k: int = 60) -> list[Any]:
+    """Documents of several rankings in reciprocal-rank-fusion order, each once (same ``page_content``)."""
+    score: dict[str, float] = {}
+    first: dict[str, Any] = {}
+    for ranking in rankings:
+        for rank, doc in enumerate(ranking, start=1):
+            key = getattr(doc, "page_content", str(doc))
+            score[key] = score.get(key, 0.0) + 1.0 / (k + rank)
+            first.setdefault(key, doc)
+    return [first[key] for key in sorted(score, key=lambda key: -score[key])]

@@ -19,6 +19,7 @@ BADGES = {
     Decision.REJECTED_ANSWER: ("rejected: answer", "red"),
     Decision.REJECTED_INVALID: ("rejected: invalid", "red"),
     Decision.SKIPPED_MISSING_CONTEXT: ("skipped: missing context", "yellow"),
+    Decision.KEPT_LOW_CONFIDENCE: ("kept: low confidence", "yellow"),
 }
 
 

@@ -103,6 +103,7 @@ def test_cast22_paths_share_turns_once(tmp_path):
     assert result.records[1].messages[-2].role == "assistant"
     assert result.skipped["turn shared with an earlier path of the topic"] == 1
     assert {r.conversation for r in result.records} == {"cast22-132"}
+    assert [r.passage for r in result.records] == ["an answer", "an answer"]
 
 
 def test_ikat_drops_rewrites_that_only_the_persona_explains(tmp_path):
@@ -135,6 +136,7 @@ def test_ikat_drops_rewrites_that_only_the_persona_explains(tmp_path):
     assert [r.rewrite for r in result.records] == ["How long is the Egypt visa valid?"]
     assert result.skipped[PERSONA_ONLY] == 1
     assert result.records[0].conversation == "ikat-3"
+    assert result.records[0].passage == "30 days."  # the turn's own answer: what a search should find
 
 
 def test_restoration_roles_labels_and_bad_rows(tmp_path):

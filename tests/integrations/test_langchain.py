@@ -65,3 +65,24 @@ def test_history_as_openai_style_dicts_is_kept_and_anything_else_is_a_typed_erro
     assert to_messages(history, "Why is it faster?") == [*history, {"role": "user", "content": "Why is it faster?"}]
     with pytest.raises(InvalidConversationError, match=r"chat_history\[1\]"):
         to_messages([history[0], 42], "Why?")
+
+
+def test_search_both_retrieves_with_every_query_of_the_result_and_merges(default_rewriter, retriever):
+    """An unsure rewrite (here every rewrite: the bar is above any confidence) is searched together with the raw
+    follow-up: both documents come back, the rewrite's first; a sure one searches with the rewrite alone."""
+    from qr_edge.integrations.langchain import fuse_documents
+
+    history = [HumanMessage(CONVERSATION[0]["content"]), AIMessage(CONVERSATION[1]["content"])]
+    unsure = Rewriter(n_ctx=2048, queries_both_below=1.01)
+    result = unsure.rewrite(to_messages(history, FOLLOW_UP))
+    assert result.changed and result.queries == [result.rewrite, FOLLOW_UP]
+    docs = history_aware_retriever(retriever, unsure, search_both=True).invoke(
+        {"input": FOLLOW_UP, "chat_history": history}
+    )
+    assert [d.id for d in docs] == ["numpy", "trains"]
+    sure = Rewriter(n_ctx=2048, queries_both_below=0.0)
+    docs = history_aware_retriever(retriever, sure, search_both=True).invoke(
+        {"input": FOLLOW_UP, "chat_history": history}
+    )
+    assert [d.id for d in docs] == ["numpy"]
+    assert [d.id for d in fuse_documents([[docs[0]], [docs[0]]])] == ["numpy"]  # each document once

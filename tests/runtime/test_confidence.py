@@ -4,6 +4,7 @@ right (checked against llama.cpp's own logits of the same tokens), with no extra
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +72,86 @@ def test_changed_tokens_are_those_the_query_does_not_have():
     assert copy.changed_tokens == 0 and copy.changed_mean_logprob is None
     assert uncalibrated_confidence(copy) == pytest.approx(math.exp(-0.02), abs=1e-3)
     assert confidence_scores([], [], [1]) is None
+
+
+def _copy_with(src: str, dst, extra: dict[str, str]) -> None:
+    """A GGUF file with extra string keys (what `qr-edge convert` writes from an adapter's qr_edge.json)."""
+    from gguf import GGUFReader, GGUFWriter
+
+    reader = GGUFReader(src)
+    writer = GGUFWriter(dst, reader.fields["general.architecture"].contents())
+    for name, field in reader.fields.items():
+        if not name.startswith("GGUF.") and name != "general.architecture":
+            writer.add_key_value(
+                name, field.contents(), field.types[0], sub_type=field.types[-1] if len(field.types) > 1 else None
+            )
+    for key, value in extra.items():
+        writer.add_string(key, value)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_path):
+    """scripts/calibrate_confidence.py fits an isotonic map on eval cases and writes it into qr_edge.json; an
+    adapter that records it (its GGUF key) gets calibrated confidences; a malformed map is ignored."""
+    import json
+    import subprocess
+    import sys
+
+    from qr_edge.confidence import Calibration, ConfidenceScores, read_calibration
+    from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
+    from qr_edge.model_source import bundled_adapter_path, embedded_model_path
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(200):
+        lp = float(-rng.exponential(0.8))
+        right = rng.random() < math.exp(lp)  # the likelier the tokens, the likelier right
+        scores = ConfidenceScores(tokens=4, mean_logprob=lp / 2, min_logprob=lp, changed_tokens=0)
+        out = "the reference" if right else "something else"
+        case = {"reference": "The reference", "outputs": {"qr-edge": out}, "confidence_scores": scores.model_dump()}
+        lines.append(json.dumps({"id": str(i), **case}))
+    cases = tmp_path / "dev.cases.jsonl"
+    cases.write_text("\n".join(lines) + "\n")
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "qr_edge.json").write_text('{"prompt_format_version": "2"}')
+    script = Path(__file__).resolve().parents[2] / "scripts" / "calibrate_confidence.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--cases", str(cases), "--adapter-dir", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "AUROC" in run.stdout and "chosen:" in run.stdout
+    fitted = json.loads((folder / "qr_edge.json").read_text())["confidence_calibration"]
+    calibration = Calibration.model_validate(fitted)
+    assert calibration.n == 200 and calibration.y == sorted(calibration.y)
+    low = ConfidenceScores(tokens=4, mean_logprob=-2.0, min_logprob=-4.0, changed_tokens=0)
+    high = ConfidenceScores(tokens=4, mean_logprob=-0.01, min_logprob=-0.02, changed_tokens=0)
+    assert calibration(low) < calibration(high)
+
+    adapter = tmp_path / "calibrated.lora.gguf"
+    _copy_with(bundled_adapter_path(), adapter, {META_CONFIDENCE_CALIBRATION: json.dumps(fitted)})
+    rw = Rewriter(embedded_model_path(), adapter=str(adapter), n_ctx=2048)
+    result = rw.rewrite(CONVERSATION)
+    assert result.confidence == calibration(result.confidence_scores)
+    assert read_calibration({META_CONFIDENCE_CALIBRATION: '{"score": "nope", "x": [0], "y": [2]}'}) is None
+
+
+def test_min_confidence_keeps_the_query_with_its_own_decision(default):
+    rewritten = default.rewrite(CONVERSATION)  # the default rewrites this follow-up (the README's example)
+    assert rewritten.decision == Decision.REWRITTEN and rewritten.changed and rewritten.confidence < 1.0
+    strict = Rewriter(n_ctx=2048, min_confidence=min(1.0, rewritten.confidence + 0.01))
+    kept = strict.rewrite(CONVERSATION)
+    assert kept.decision == Decision.KEPT_LOW_CONFIDENCE and kept.rewrite == kept.query and not kept.changed
+    assert kept.confidence == rewritten.confidence and "below min_confidence" in kept.reason
+    assert kept.raw_output == rewritten.raw_output  # same model call, only the decision differs
+    lenient = Rewriter(n_ctx=2048, min_confidence=max(0.0, rewritten.confidence - 0.01))
+    assert lenient.rewrite(CONVERSATION).decision == Decision.REWRITTEN
+    with pytest.raises(ValueError, match="min_confidence"):
+        Rewriter(n_ctx=2048, min_confidence=1.5)

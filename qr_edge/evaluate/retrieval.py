@@ -1,0 +1,99 @@
+"""What a rewrite does to retrieval: BM25 (``bm25s``, the eval extra) over the pooled canonical passages of the
+evaluated turns, each turn's own passage the one to find.
+
+CAsT-21/22 and iKAT ship one passage per turn (``RewriteRecord.passage``). For each turn the pool of every
+evaluated passage is searched with the raw query, the rewrite, the result's ``queries`` (the rewrite and, when
+unsure, the query: rankings merged by reciprocal rank fusion) and the reference rewrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from ..data.dataset import RewriteRecord
+from ..errors import MissingExtraError
+from .quality import CaseResult
+
+#: Reciprocal rank fusion's constant (Cormack et al., 2009).
+RRF_K = 60
+DEPTH = 10
+SYSTEMS = ("raw query", "rewrite", "queries (fused)", "reference")
+
+
+class RetrievalRow(BaseModel):
+    system: str
+    slice: str
+    n: int
+    mrr_at_10: float
+    recall_at_1: float
+
+
+class PassageIndex:
+    """BM25 over passages; ``rank`` gives each passage's rank for a query (absent: not retrieved in the top k)."""
+
+    def __init__(self, passages: Sequence[str]) -> None:
+        try:
+            import bm25s
+        except ImportError:
+            raise MissingExtraError("retrieval evaluation needs bm25s: pip install 'qr-edge[eval]'") from None
+        self._bm25s = bm25s
+        self._index = bm25s.BM25()
+        self._index.index(bm25s.tokenize(list(passages), stopwords="en", show_progress=False), show_progress=False)
+        self.size = len(passages)
+
+    def ranks(self, queries: Sequence[str], k: int = DEPTH) -> list[dict[int, int]]:
+        """Per query: passage index -> 1-based rank, for the top ``k`` passages with a positive score."""
+        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        found, scores = self._index.retrieve(tokens, k=min(k, self.size), show_progress=False)
+        return [
+            {int(doc): rank + 1 for rank, (doc, score) in enumerate(zip(row, row_scores, strict=True)) if score > 0}
+            for row, row_scores in zip(found, scores, strict=True)
+        ]
+
+
+def fuse(rankings: Sequence[dict[int, int]], k: int = DEPTH) -> dict[int, int]:
+    """Reciprocal rank fusion of several rankings into one (1-based ranks, best first, top ``k``)."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for doc, rank in ranking.items():
+            score[doc] = score.get(doc, 0.0) + 1.0 / (RRF_K + rank)
+    best = sorted(score, key=lambda d: (-score[d], d))[:k]
+    return {doc: i + 1 for i, doc in enumerate(best)}
+
+
+def retrieval_rows(cases: Sequence[CaseResult], records: dict[str, RewriteRecord]) -> list[RetrievalRow]:
+    """MRR@10 and recall@1 per system, for every slice (all, each style) of the cases whose record has a passage."""
+    judged = [c for c in cases if records[c.id].passage]
+    if not judged:
+        return []
+    passages = [records[c.id].passage or "" for c in judged]
+    index = PassageIndex(passages)
+    texts = {
+        "raw query": [c.query for c in judged],
+        "rewrite": [c.outputs["qr-edge"] for c in judged],
+        "reference": [c.reference for c in judged],
+    }
+    ranked = {name: index.ranks(queries) for name, queries in texts.items()}
+    flat = [q for c in judged for q in (c.queries or [c.outputs["qr-edge"]])]
+    per_query = iter(index.ranks(flat))
+    ranked["queries (fused)"] = [fuse([next(per_query) for _ in (c.queries or [None])]) for c in judged]
+    slices = [("all", lambda c: True)] + [
+        (style, lambda c, style=style: c.style == style) for style in sorted({c.style for c in judged} - {""})
+    ]
+    rows = []
+    for name in SYSTEMS:
+        for label, keep in slices:
+            hits = [ranked[name][i].get(i) for i, c in enumerate(judged) if keep(c)]
+            if hits:
+                rows.append(
+                    RetrievalRow(
+                        system=name,
+                        slice=label,
+                        n=len(hits),
+                        mrr_at_10=round(sum(1 / r for r in hits if r) / len(hits), 4),
+                        recall_at_1=round(sum(r == 1 for r in hits) / len(hits), 4),
+                    )
+                )
+    return rows

@@ -1,0 +1,81 @@
+"""Retrieval evaluation: real BM25 (bm25s) over pooled passages, each turn's own to find."""
+
+from __future__ import annotations
+
+import pytest
+
+from qr_edge.data.dataset import RewriteRecord
+from qr_edge.evaluate.quality import CaseResult
+from qr_edge.evaluate.retrieval import fuse, retrieval_rows
+
+pytest.importorskip("bm25s")
+
+PASSAGES = {
+    "a": "The Eiffel Tower in Paris is 330 metres tall and was finished in 1889 for the World's Fair.",
+    "b": "Lobular carcinoma starts in the lobules of the breast and may spread to nearby tissue.",
+    "c": "A food truck needs a business licence, a health permit and a commissary kitchen to operate.",
+}
+
+
+def _pair(cid: str, query: str, rewrite: str, output: str, queries: list[str]) -> tuple[CaseResult, RewriteRecord]:
+    record = RewriteRecord(
+        id=cid,
+        lang="en",
+        messages=[{"role": "user", "content": "earlier"}, {"role": "user", "content": query}],
+        rewrite=rewrite,
+        label="rewritten",
+        passage=PASSAGES[cid],
+    )
+    case = CaseResult(
+        id=cid,
+        lang="en",
+        label="rewritten",
+        style="search",
+        query=query,
+        reference=rewrite,
+        outputs={"qr-edge": output, "never-rewrite": query, "raw": output},
+        decision="rewritten",
+        guard_rejected=False,
+        ms=1.0,
+        queries=queries,
+    )
+    return case, record
+
+
+def test_a_rewrite_that_names_the_entity_finds_its_passage_and_fusion_keeps_both():
+    pairs = [
+        _pair("a", "How tall is it?", "How tall is the Eiffel Tower?", "How tall is the Eiffel Tower?", []),
+        _pair(
+            "b",
+            "How likely is it to spread?",
+            "How likely is lobular carcinoma to spread?",
+            "How likely is the Eiffel Tower to spread?",  # a wrong referent...
+            ["How likely is the Eiffel Tower to spread?", "How likely is it to spread?"],  # ...searched with the query
+        ),
+        _pair(
+            "c",
+            "What permits does it need?",  # BM25 without stemming: "permits" is not the passage's "permit"
+            "What permits does a food truck need?",
+            "What permits does a food truck need?",
+            [],
+        ),
+    ]
+    cases = [c for c, _ in pairs]
+    records = {r.id: r for _, r in pairs}
+    rows = {(r.system, r.slice): r for r in retrieval_rows(cases, records)}
+    assert {s for s, _ in rows} == {"raw query", "rewrite", "queries (fused)", "reference"}
+    assert rows[("reference", "all")].recall_at_1 == 1.0 and rows[("reference", "search")].n == 3
+    assert rows[("rewrite", "all")].mrr_at_10 > rows[("raw query", "all")].mrr_at_10
+    # the wrong referent puts the Eiffel Tower passage first; fusing in the raw query brings "spread" back
+    assert rows[("queries (fused)", "all")].mrr_at_10 == 1.0 > rows[("rewrite", "all")].mrr_at_10
+
+
+def test_reciprocal_rank_fusion():
+    assert fuse([{1: 1, 2: 2}, {2: 1, 3: 2}]) == {2: 1, 1: 2, 3: 3}
+    assert fuse([{5: 1}]) == {5: 1} and fuse([]) == {}
+
+
+def test_no_passage_no_rows():
+    case, record = _pair("a", "How tall is it?", "How tall is the Eiffel Tower?", "x", [])
+    record.passage = None
+    assert retrieval_rows([case], {"a": record}) == []
