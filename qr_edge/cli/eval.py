@@ -13,7 +13,8 @@ from rich.table import Table
 from ..atomic_file import write_text_atomic
 from ..data.dataset import read_dataset
 from ..errors import InputFileError
-from ..evaluate.quality import EvalReport, MetricRow, evaluate_cases, metric_rows
+from ..evaluate.calibration import calibration_rows, tradeoff, write_plots
+from ..evaluate.quality import EvalReport, MetricRow, bleu_scorer, evaluate_cases, metric_rows
 from .options import (
     AdapterOpt,
     ExamplesOpt,
@@ -64,6 +65,10 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", help="write the report as JSON")] = None,
     cases_out: Annotated[Path | None, typer.Option("--cases", help="write per-case outputs as JSONL")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="evaluate only the first N records of each file")] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option("--plots", help="write reliability.svg and tradeoff.svg (confidence) into this folder"),
+    ] = None,
     passages: Annotated[
         bool,
         typer.Option(
@@ -121,6 +126,22 @@ def eval_command(
             "miss-ctx: kept when the answer is missing; leak/unsup: share of outputs with example/unsupported content)",
         )
     )
+    report.calibration = [r.model_dump() for r in calibration_rows(cases)]
+    points = tradeoff(cases, bleu_scorer())
+    report.tradeoff = [p.model_dump() for p in points]
+    if report.calibration:
+        table = Table(title="confidence: AUROC for right vs wrong, expected calibration error", title_justify="left")
+        for header in ("slice", "n", "right", "AUROC", "ECE"):
+            table.add_column(header, justify="left" if header == "slice" else "right", no_wrap=True)
+        for r in report.calibration:
+            auc = "-" if r["auroc"] is None else f"{r['auroc']:.3f}"
+            table.add_row(r["slice"], str(r["n"]), f"{r['right']:.3f}", auc, f"{r['ece']:.3f}")
+        console.print(table)
+    if plots is not None:
+        if not points:
+            raise InputFileError("--plots: no result carries a confidence")
+        for path in write_plots(cases, points, plots):
+            err_console.print(f"wrote {path}", highlight=False)
     if report.retrieval:
         table = Table(title="retrieval: BM25 over the pooled passages, each turn's own to find", title_justify="left")
         for header in ("system", "slice", "n", "MRR@10", "recall@1"):

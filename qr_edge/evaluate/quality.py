@@ -60,6 +60,8 @@ class EvalReport(BaseModel):
     cases: int
     rows: list[MetricRow]
     retrieval: list[dict[str, Any]] = []  # ``qr-edge eval --passages``: retrieval.RetrievalRow per system and slice
+    calibration: list[dict[str, Any]] = []  # calibration.CalibrationRow per slice
+    tradeoff: list[dict[str, Any]] = []  # calibration.TradeoffPoint per min_confidence bar
 
 
 class _Scorer:
@@ -90,6 +92,11 @@ class _Scorer:
 
     def rouge_l(self, hyp: str, refs: Sequence[str], lang: str) -> float:
         return max(self._rouge[lang].score(ref, hyp)["rougeL"].fmeasure for ref in refs)
+
+
+def bleu_scorer() -> Callable[[str, Sequence[str], str], float]:
+    """Sentence BLEU-4 (0-1) of a hypothesis against references, as the metric rows compute it."""
+    return _Scorer().bleu
 
 
 def run_case(rewriter: Any, record: RewriteRecord) -> RewriteResult:

@@ -84,6 +84,58 @@ def test_eval_command_on_a_tiny_dataset(tmp_path):
     assert "EM" in proc.stdout and "leak" in proc.stdout
 
 
+def test_eval_reports_calibration_writes_plots_and_ranks_passages(tmp_path):
+    """Confidence figures and SVG plots from one eval; --passages ranks each turn's own passage with BM25."""
+    import xml.etree.ElementTree as ET
+
+    passages = {
+        "r1": "Rust is hard to learn at first because of its borrow checker and ownership rules.",
+        "r2": "The Eiffel Tower was finished in 1889 and is 330 metres tall.",
+    }
+    eiffel = [
+        {"role": "user", "content": "How tall is the Eiffel Tower?"},
+        {"role": "assistant", "content": "It is about 330 metres tall."},
+        {"role": "user", "content": "When was it finished?"},
+    ]
+    data = tmp_path / "search.jsonl"
+    write_dataset(
+        [
+            RewriteRecord(
+                id="r1",
+                lang="en",
+                messages=CONV,
+                rewrite="Is Rust hard to learn?",
+                label="rewritten",
+                passage=passages["r1"],
+            ),
+            RewriteRecord(
+                id="r2",
+                lang="en",
+                messages=eiffel,
+                rewrite="When was the Eiffel Tower finished?",
+                label="rewritten",
+                passage=passages["r2"],
+            ),
+        ],
+        data,
+    )
+    report, plots = tmp_path / "r.json", tmp_path / "plots"
+    proc = run("eval", "--data", str(data), "--out", str(report), "--plots", str(plots), "--passages")
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(report.read_text())
+    assert body["calibration"][0]["slice"] == "all" and body["calibration"][0]["n"] == 2
+    assert len(body["tradeoff"]) == 20 and body["tradeoff"][0]["threshold"] == 0.0
+    for name in ("reliability.svg", "tradeoff.svg"):
+        assert ET.parse(plots / name).getroot().tag.endswith("svg")
+    retrieval = {(r["system"], r["slice"]): r for r in body["retrieval"]}
+    assert retrieval[("reference", "all")]["recall_at_1"] == 1.0 and retrieval[("raw query", "all")]["n"] == 2
+    assert "MRR@10" in proc.stdout and "AUROC" in proc.stdout
+    plain = tmp_path / "plain.jsonl"
+    write_dataset([RewriteRecord(id="p", lang="en", messages=CONV, rewrite="Is Rust hard?", label="rewritten")], plain)
+    refused = run("eval", "--data", str(plain), "--passages")
+    assert refused.returncode != 0 and "no record has a passage" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_bench_command_runs_on_a_tiny_input(tmp_path):
     docs = tmp_path / "bench.md"
     proc = run(

@@ -103,6 +103,7 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     import sys
 
     from qr_edge.confidence import Calibration, ConfidenceScores, read_calibration
+    from qr_edge.evaluate.quality import CaseResult
     from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
     from qr_edge.model_source import bundled_adapter_path, embedded_model_path
 
@@ -113,8 +114,20 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
         right = rng.random() < math.exp(lp)  # the likelier the tokens, the likelier right
         scores = ConfidenceScores(tokens=4, mean_logprob=lp / 2, min_logprob=lp, changed_tokens=0)
         out = "the reference" if right else "something else"
-        case = {"reference": "The reference", "outputs": {"qr-edge": out}, "confidence_scores": scores.model_dump()}
-        lines.append(json.dumps({"id": str(i), **case}))
+        case = CaseResult(
+            id=str(i),
+            lang="en",
+            label="rewritten",
+            query="it?",
+            reference="The reference",
+            outputs={"qr-edge": out},
+            decision="rewritten",
+            guard_rejected=False,
+            ms=1.0,
+            confidence=math.exp(lp),
+            confidence_scores=scores,
+        )
+        lines.append(case.model_dump_json())
     cases = tmp_path / "dev.cases.jsonl"
     cases.write_text("\n".join(lines) + "\n")
     folder = tmp_path / "adapter"

@@ -1,0 +1,194 @@
+"""How well a result's confidence tells right from wrong rewrites, and what a ``min_confidence`` bar costs.
+
+"Right" is ``confidence.RIGHT``: the result's rewrite equals a reference after normalisation. The fitting half
+(isotonic regression) is here too, so scripts/calibrate_confidence.py and ``qr-edge eval`` share one definition.
+The plots are plain SVG (no plotting library): a reliability diagram and the coverage/quality trade-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..atomic_file import write_text_atomic
+from ..text import normalise
+from .quality import CaseResult
+
+BINS = 10
+THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 0.95, 20))
+
+
+def is_right(case: CaseResult) -> bool:
+    refs = case.references or [case.reference]
+    return normalise(case.outputs["qr-edge"]) in {normalise(r) for r in refs}
+
+
+def auroc(scores: np.ndarray, right: np.ndarray) -> float | None:
+    """P(a right case scores above a wrong one), ties counting half (Mann-Whitney); None without both kinds."""
+    pos, neg = scores[right], scores[~right]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def ece(prob: np.ndarray, right: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error over ``bins`` equal-width bins of the confidence."""
+    which = np.minimum((prob * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs(prob[inside].mean() - right[inside].mean())
+    return float(total)
+
+
+def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
+    """Pool-adjacent-violators on (x, y) sorted by x: one breakpoint per block (its mean x, its mean y)."""
+    order = np.argsort(x, kind="mergesort")
+    blocks: list[list[float]] = []  # [sum x, sum y, count]
+    for xi, yi in zip(x[order], y[order], strict=True):
+        blocks.append([float(xi), float(yi), 1.0])
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
+            last = blocks.pop()
+            for k in range(3):
+                blocks[-1][k] += last[k]
+    return [b[0] / b[2] for b in blocks], [round(b[1] / b[2], 4) for b in blocks]
+
+
+class CalibrationRow(BaseModel):
+    slice: str
+    n: int  # results with a confidence
+    right: float  # share right
+    auroc: float | None
+    ece: float
+
+
+class TradeoffPoint(BaseModel):
+    """The results with ``min_confidence`` at ``threshold``: changed rewrites below it keep the query."""
+
+    threshold: float
+    changed: float  # share of results whose rewrite changes the query
+    wrong_rewrites: float  # share of results that change the query and are not right
+    bleu4: float
+
+
+def _scored(cases: Sequence[CaseResult]) -> list[CaseResult]:
+    return [c for c in cases if c.confidence is not None]
+
+
+def calibration_rows(cases: Sequence[CaseResult]) -> list[CalibrationRow]:
+    scored = _scored(cases)
+    slices = [("all", scored)] + [(s, [c for c in scored if c.style == s]) for s in sorted({c.style for c in scored})]
+    rows = []
+    for name, sel in slices:
+        if not sel or not name:
+            continue
+        prob = np.array([c.confidence for c in sel], dtype=float)
+        right = np.array([is_right(c) for c in sel])
+        auc = auroc(prob, right)
+        rows.append(
+            CalibrationRow(
+                slice=name,
+                n=len(sel),
+                right=round(float(right.mean()), 4),
+                auroc=None if auc is None else round(auc, 4),
+                ece=round(ece(prob, right), 4),
+            )
+        )
+    return rows
+
+
+def tradeoff(cases: Sequence[CaseResult], bleu: Callable[[str, list[str], str], float]) -> list[TradeoffPoint]:
+    """For each bar of ``THRESHOLDS``: how many results still change the query, how many of those are wrong, BLEU."""
+    scored = _scored(cases)
+    if not scored:
+        return []
+    points = []
+    for t in THRESHOLDS:
+        outputs = [
+            c.query if c.confidence < t else c.outputs["qr-edge"]  # type: ignore[operator]
+            for c in scored
+        ]
+        changed = [normalise(o) != normalise(c.query) for o, c in zip(outputs, scored, strict=True)]
+        right = [
+            normalise(o) in {normalise(r) for r in c.references or [c.reference]}
+            for o, c in zip(outputs, scored, strict=True)
+        ]
+        scores = [bleu(o, c.references or [c.reference], c.lang) for o, c in zip(outputs, scored, strict=True)]
+        points.append(
+            TradeoffPoint(
+                threshold=t,
+                changed=round(float(np.mean(changed)), 4),
+                wrong_rewrites=round(float(np.mean([ch and not r for ch, r in zip(changed, right, strict=True)])), 4),
+                bleu4=round(float(np.mean(scores)), 4),
+            )
+        )
+    return points
+
+
+def _svg(title: str, x_label: str, y_label: str, series: list[tuple[str, str, list[tuple[float, float]]]]) -> str:
+    """A 480x360 line chart over [0, 1] x [0, 1] with a legend: (name, colour, points) per series."""
+    w, h, pad = 480, 360, 50
+
+    def px(x: float, y: float) -> str:
+        return f"{pad + x * (w - 2 * pad):.1f},{h - pad - y * (h - 2 * pad):.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+        f'<polyline points="{px(0, 0)} {px(1, 0)} {px(1, 1)} {px(0, 1)} {px(0, 0)}" fill="none" stroke="#999"/>',
+        f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">{x_label}</text>',
+        f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">{y_label}</text>',
+    ]
+    for tick in (0.0, 0.5, 1.0):
+        x, y = px(tick, 0).split(",")
+        parts.append(f'<text x="{x}" y="{float(y) + 16}" text-anchor="middle">{tick:g}</text>')
+        x, y = px(0, tick).split(",")
+        parts.append(f'<text x="{float(x) - 8}" y="{float(y) + 4}" text-anchor="end">{tick:g}</text>')
+    for i, (name, colour, points) in enumerate(series):
+        dash = ' stroke-dasharray="4 4"' if name == "ideal" else ""
+        line = " ".join(px(x, y) for x, y in points)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        parts += [
+            f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{colour}"/>' for p in line.split()
+        ]
+        parts.append(f'<text x="{pad + 10}" y="{pad + 16 * (i + 1)}" fill="{colour}">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_plots(cases: Sequence[CaseResult], points: Sequence[TradeoffPoint], folder: Path) -> list[Path]:
+    """reliability.svg (confidence vs share right, per bin) and tradeoff.svg (the bar vs BLEU and wrong rewrites)."""
+    scored = _scored(cases)
+    folder.mkdir(parents=True, exist_ok=True)
+    prob = np.array([c.confidence for c in scored], dtype=float)
+    right = np.array([is_right(c) for c in scored])
+    which = np.minimum((prob * BINS).astype(int), BINS - 1)
+    bins = [
+        (float(prob[which == b].mean()), float(right[which == b].mean())) for b in range(BINS) if (which == b).any()
+    ]
+    reliability = _svg(
+        f"Reliability ({len(scored)} results, ECE {ece(prob, right):.3f})",
+        "confidence",
+        "share right",
+        [("ideal", "#999", [(0.0, 0.0), (1.0, 1.0)]), ("qr-edge", "#1f77b4", bins)],
+    )
+    curve = _svg(
+        "min_confidence trade-off",
+        "min_confidence",
+        "share of results",
+        [
+            ("BLEU-4", "#1f77b4", [(p.threshold, p.bleu4) for p in points]),
+            ("wrong rewrites", "#d62728", [(p.threshold, p.wrong_rewrites) for p in points]),
+            ("changed", "#2ca02c", [(p.threshold, p.changed) for p in points]),
+        ],
+    )
+    paths = [folder / "reliability.svg", folder / "tradeoff.svg"]
+    write_text_atomic(paths[0], reliability)
+    write_text_atomic(paths[1], curve)
+    return paths
