@@ -47,6 +47,7 @@ class RewriteApp(App[None]):
             "temperature": 0.0,
             "threads": None,
             "gpu_layers": 0,
+            "min_confidence": None,  # None: off
             **(settings or {}),
         }
         self.rewriter = rewriter
@@ -104,6 +105,7 @@ class RewriteApp(App[None]):
                 temperature=s["temperature"],
                 n_threads=s["threads"],
                 n_gpu_layers=s["gpu_layers"],
+                min_confidence=s.get("min_confidence"),
             )
         except QrEdgeError as exc:
             self.call_from_thread(self.notify, str(exc), title="model", severity="error", timeout=10)

@@ -63,11 +63,17 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
                     allow_blank=False,
                     id="order",
                 )
-            yield Label("Temperature, threads, GPU layers")
+            yield Label("Temperature, threads, GPU layers, min confidence (0-1: keep the query below it; empty = off)")
             with Horizontal():
                 yield Input(str(c["temperature"]), id="temperature", type="number")
                 yield Input(str(c["threads"] or ""), id="threads", type="integer", placeholder="auto")
                 yield Input(str(c["gpu_layers"]), id="gpu_layers", type="integer")
+                yield Input(
+                    "" if c.get("min_confidence") is None else str(c["min_confidence"]),
+                    id="min_confidence",
+                    type="number",
+                    placeholder="off",
+                )
             with Horizontal():
                 yield Button("Apply", variant="primary", id="apply")
                 yield Button("Cancel", id="cancel")
@@ -87,6 +93,7 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
                 if self.query_one("#threads", Input).value
                 else None,
                 "gpu_layers": int(self.query_one("#gpu_layers", Input).value or 0),
+                "min_confidence": _min_confidence(self.query_one("#min_confidence", Input).value),
             }
         except ValueError as exc:
             self.notify(f"invalid setting: {exc}", severity="error")
@@ -129,3 +136,12 @@ class PathScreen(ModalScreen[str | None]):
 def _n_examples(value: str) -> int | None:
     """Empty: what the model or adapter records; else 0-10."""
     return max(0, min(10, int(value))) if value.strip() else None
+
+
+def _min_confidence(text: str) -> float | None:
+    if not text.strip():
+        return None
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"min confidence {value} is not in 0-1")
+    return value

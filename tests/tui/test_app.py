@@ -136,3 +136,32 @@ def test_main_screen_snapshot(snap_compare, rewriter):
         await pilot.pause(0.2)
 
     assert snap_compare(RewriteApp(rewriter=rewriter), terminal_size=(80, 24), run_before=first_turn)
+
+
+async def test_min_confidence_is_a_setting_and_keeps_an_unsure_rewrite():
+    """F5 -> min confidence 1.0 -> Apply: the model reloads with the bar, and a rewrite (never that sure) keeps
+    the query with its own badge; an out-of-range bar is a notification, the dialog stays open."""
+    from textual.widgets import Input
+
+    from qr_edge.result import Decision
+
+    app = RewriteApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.rewriter is not None)
+        await pilot.press("f5")
+        field = app.screen.query_one("#min_confidence", Input)
+        field.value = "2"
+        await pilot.click("#apply")
+        assert app.screen.query_one("#min_confidence", Input) is field  # still open: 2 is not in 0-1
+        field.value = "1.0"
+        await pilot.click("#apply")
+        await wait_for(pilot, lambda: app.rewriter is not None)
+        assert app.settings["min_confidence"] == 1.0 and app.rewriter.min_confidence == 1.0
+        await type_turn(pilot, "Which is faster, NumPy or loops?")
+        await pilot.press("f2")
+        await type_turn(pilot, "NumPy is usually faster, its loops run in C.")
+        await pilot.press("f2")
+        await type_turn(pilot, "Why is it faster?")
+        await wait_for(pilot, lambda: app.session.turns[-1].result is not None and "ms" in result_text(app, 2))
+        last = app.session.turns[-1].result
+        assert last.decision == Decision.KEPT_LOW_CONFIDENCE and "[kept: low confidence]" in result_text(app, 2)
