@@ -99,12 +99,17 @@ def measure(args: argparse.Namespace) -> None:
         evals = Path(tmp) / "eval.json"
         cases = Path(args.out).with_suffix(".cases.jsonl")  # kept: what a confidence map is fitted on
         cmd = [QR, "eval", "--model", model.name, "--baselines", "--limit", str(args.limit), "--out", str(evals)]
-        cmd += ["--cases", str(cases)]
+        cmd += ["--cases", str(cases), "--passages"]
         cmd += [arg for f in files for arg in ("--data", str(f))]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         result["eval_s"] = round(time.perf_counter() - started, 1)
-        result["eval"] = json.loads(evals.read_text())["rows"]
+        report = json.loads(evals.read_text())
+        result["eval"], result["retrieval"], result["calibration"] = (
+            report["rows"],
+            report["retrieval"],
+            report["calibration"],
+        )
         bench = Path(tmp) / "bench.json"
         cmd = [QR, "bench", "--model", model.name, "--system", "qr-edge", "--scenario", "stream"]
         cmd += ["--turns", "4", "--repeat", "8", "--out", str(bench)]
@@ -143,8 +148,30 @@ def table(args: argparse.Namespace) -> None:
     def bench(res: dict, key: str):
         return next((r.get(key) for r in res["bench"] if r["system"] == "qr-edge"), None)
 
+    def retrieval(res: dict, system: str, key: str):
+        return next((r[key] for r in res.get("retrieval", []) if r["system"] == system and r["slice"] == "all"), None)
+
+    def calibration(res: dict, key: str):
+        return next((r[key] for r in res.get("calibration", []) if r["slice"] == "all"), None)
+
     facts = [
         ("licence", lambda r: r["licence"]),
+        (
+            "search dev MRR@10: raw query / rewrite / queries fused",
+            lambda r: " / ".join(
+                str(retrieval(r, s, "mrr_at_10")) for s in ("raw query", "rewrite", "queries (fused)")
+            ),
+        ),
+        (
+            "search dev recall@1: raw query / rewrite / queries fused",
+            lambda r: " / ".join(
+                str(retrieval(r, s, "recall_at_1")) for s in ("raw query", "rewrite", "queries (fused)")
+            ),
+        ),
+        (
+            "confidence (uncalibrated) AUROC / ECE, all dev",
+            lambda r: f"{calibration(r, 'auroc')} / {calibration(r, 'ece')}",
+        ),
         ("prompt tokens per dev conversation, Chinese", lambda r: r.get("prompt_tokens_zh")),
         ("prompt tokens per dev conversation, English", lambda r: r.get("prompt_tokens_en")),
         ("bench stream p50 ms", lambda r: bench(r, "p50_ms")),
