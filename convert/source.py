@@ -185,7 +185,8 @@ def check_compatible(base: BaseInfo, adapter: AdapterInfo) -> list[str]:
         )
     targets = cfg.get("target_modules") or []
     if isinstance(targets, list):
-        unknown = sorted(set(targets) - set(LINEAR_MODULES))
+        # peft saves "all-linear" as every module's full name (model.layers.0.mlp.up_proj): judge the last part
+        unknown = sorted({t for t in targets if t.rsplit(".", 1)[-1] not in LINEAR_MODULES})
         if unknown:
             raise AdapterMismatchError(f"adapter targets {unknown}, which a {base.model_type} model does not have")
     problems = []

