@@ -110,9 +110,11 @@ def eval_command(
         rows = [r for r in rows if r.system == "qr-edge"]
     report = EvalReport(model=rw.engine.name, cases=len(cases), rows=rows)
     if passages:
-        from ..evaluate.retrieval import retrieval_rows
+        from ..evaluate.retrieval import fusion_sweep, retrieval_rows
 
-        report.retrieval = [r.model_dump() for r in retrieval_rows(cases, {r.id: r for r in records})]
+        by_id = {r.id: r for r in records}
+        report.retrieval = [r.model_dump() for r in retrieval_rows(cases, by_id)]
+        report.fusion = [p.model_dump() for p in fusion_sweep(cases, by_id)]
     adapter_name = Path(rw.engine.adapters[rw.default_adapter].path).name if rw.default_adapter else "no adapter"
     title = (
         f"{', '.join(p.name for p in data)} on {rw.engine.name} + {adapter_name}, {len(rw.examples)} few-shot examples"
@@ -149,6 +151,14 @@ def eval_command(
         for r in report.retrieval:
             table.add_row(r["system"], r["slice"], str(r["n"]), f"{r['mrr_at_10']:.3f}", f"{r['recall_at_1']:.3f}")
         console.print(table)
+        sweep = Table(title="searching with rewrite + query below a confidence bar (queries_both_below)")
+        for header in ("bar", "searched both", "MRR@10", "recall@1"):
+            sweep.add_column(header, justify="right", no_wrap=True)
+        for p in report.fusion:
+            sweep.add_row(
+                f"{p['both_below']:g}", f"{p['searched_both']:.3f}", f"{p['mrr_at_10']:.3f}", f"{p['recall_at_1']:.3f}"
+            )
+        console.print(sweep)
     if out is not None:
         write_text_atomic(out, report.model_dump_json(indent=2))
     if cases_out is not None:

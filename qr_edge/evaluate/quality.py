@@ -60,6 +60,7 @@ class EvalReport(BaseModel):
     cases: int
     rows: list[MetricRow]
     retrieval: list[dict[str, Any]] = []  # ``qr-edge eval --passages``: retrieval.RetrievalRow per system and slice
+    fusion: list[dict[str, Any]] = []  # ``--passages``: retrieval.FusionPoint per queries_both_below bar
     calibration: list[dict[str, Any]] = []  # calibration.CalibrationRow per slice
     tradeoff: list[dict[str, Any]] = []  # calibration.TradeoffPoint per min_confidence bar
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
+from ..confidence import search_queries
 from ..data.dataset import RewriteRecord
 from ..errors import MissingExtraError
 from .quality import CaseResult
@@ -20,12 +21,23 @@ from .quality import CaseResult
 RRF_K = 60
 DEPTH = 10
 SYSTEMS = ("raw query", "rewrite", "queries (fused)", "reference")
+#: ``queries_both_below`` bars a sweep tries (0: the rewrite alone; above 1: rewrite and query every time it changed).
+BARS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01)
 
 
 class RetrievalRow(BaseModel):
     system: str
     slice: str
     n: int
+    mrr_at_10: float
+    recall_at_1: float
+
+
+class FusionPoint(BaseModel):
+    """Searching with ``search_queries`` at one ``queries_both_below`` bar, every judged turn."""
+
+    both_below: float
+    searched_both: float  # share of turns searched with rewrite and query
     mrr_at_10: float
     recall_at_1: float
 
@@ -61,6 +73,31 @@ def fuse(rankings: Sequence[dict[int, int]], k: int = DEPTH) -> dict[int, int]:
             score[doc] = score.get(doc, 0.0) + 1.0 / (RRF_K + rank)
     best = sorted(score, key=lambda d: (-score[d], d))[:k]
     return {doc: i + 1 for i, doc in enumerate(best)}
+
+
+def fusion_sweep(
+    cases: Sequence[CaseResult], records: dict[str, RewriteRecord], bars: Sequence[float] = BARS
+) -> list[FusionPoint]:
+    """What ``Rewriter(queries_both_below=bar)`` would retrieve, for each bar, from the cases' confidences."""
+    judged = [c for c in cases if records[c.id].passage]
+    if not judged:
+        return []
+    index = PassageIndex([records[c.id].passage or "" for c in judged])
+    rewrite = index.ranks([c.outputs["qr-edge"] for c in judged])
+    raw = index.ranks([c.query for c in judged])
+    points = []
+    for bar in bars:
+        both = [len(search_queries(c.query, c.outputs["qr-edge"], c.confidence, bar)) == 2 for c in judged]
+        ranks = [fuse([rewrite[i], raw[i]]).get(i) if b else rewrite[i].get(i) for i, b in enumerate(both)]
+        points.append(
+            FusionPoint(
+                both_below=bar,
+                searched_both=round(sum(both) / len(both), 4),
+                mrr_at_10=round(sum(1 / r for r in ranks if r) / len(ranks), 4),
+                recall_at_1=round(sum(r == 1 for r in ranks) / len(ranks), 4),
+            )
+        )
+    return points
 
 
 def retrieval_rows(cases: Sequence[CaseResult], records: dict[str, RewriteRecord]) -> list[RetrievalRow]:

@@ -79,3 +79,24 @@ def test_no_passage_no_rows():
     case, record = _pair("a", "How tall is it?", "How tall is the Eiffel Tower?", "x", [])
     record.passage = None
     assert retrieval_rows([case], {"a": record}) == []
+
+
+def test_fusion_sweep_searches_both_below_the_bar():
+    from qr_edge.evaluate.retrieval import fusion_sweep
+
+    pairs = [
+        _pair("a", "How tall is it?", "How tall is the Eiffel Tower?", "How tall is the Eiffel Tower?", []),
+        _pair(
+            "b",
+            "How likely is it to spread?",
+            "How likely is lobular carcinoma to spread?",
+            "How likely is the Eiffel Tower to spread?",
+            [],
+        ),
+    ]
+    for (case, _), confidence in zip(pairs, (0.95, 0.4), strict=True):
+        case.confidence = confidence
+    points = {p.both_below: p for p in fusion_sweep([c for c, _ in pairs], {r.id: r for _, r in pairs})}
+    assert points[0.0].searched_both == 0.0 and points[0.5].searched_both == 0.5 and points[1.01].searched_both == 1.0
+    # the unsure wrong referent (0.4) searched with the raw query too: its passage comes first again
+    assert points[0.5].mrr_at_10 == 1.0 > points[0.0].mrr_at_10
