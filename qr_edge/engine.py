@@ -512,5 +512,6 @@ class LlamaEngine(Decoding):
     def chat_reply(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.7) -> str:
         """A plain chat answer in the model's template (for trying a conversation out): from the bare base, or
         where an adapter is merged into the weights, from the model as loaded."""
-        prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop="<|im_end|>")
+        turn_end = "<end_of_turn>" if "<end_of_turn>" in self.chat_template.source else "<|im_end|>"  # Gemma, ChatML
+        prompt = RenderedPrompt(text=self.chat_template.render(messages), stable_prefix="", stop=turn_end)
         return self.generate(prompt, max_tokens, temperature, adapter=self.merged_adapter).text.strip()
