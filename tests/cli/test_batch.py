@@ -44,6 +44,7 @@ def test_bad_lines_become_error_records_and_the_batch_goes_on(tmp_path):
     )
     assert lines[5]["error"]["type"] == "InputFileError" and "not UTF-8" in lines[5]["error"]["message"]
     assert all("error" not in x and x["id"] == i for i, x in enumerate(lines) if i not in (3, 5))
+    assert all(0.0 <= x["confidence"] <= 1.0 for x in lines if x.get("decision") not in (None, "no_history"))
     assert "errors 2" in proc.stderr
 
 

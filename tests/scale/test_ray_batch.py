@@ -80,6 +80,11 @@ def test_ray_gives_the_plain_batch_rewrites_and_error_rows(local_ray, tmp_path):
                 want["decision"],
                 None,
             ), row
+            if want.get("confidence") is None:
+                assert row["confidence"] is None, row
+            else:  # the same rewrite, the same logits: the same confidence (to rounding)
+                assert abs(row["confidence"] - want["confidence"]) < 1e-3, row
+            assert list(row["queries"]) == want["queries"], row
     errors = {r["line"]: r["error"].split(":")[0] for r in rows if r["error"]}
     assert errors == {
         25: "InvalidConversationError",

@@ -66,6 +66,7 @@ def test_rewrite_returns_the_result_with_decision_and_timings(client):
     data = r.json()
     assert data["query"] == "Why is it faster?" and data["rewrite"] and data["decision"] in DECISIONS
     assert data["timings"]["prompt_tokens"] > 0 and data["timings"]["model_calls"] >= 1 and data["id"] == "c1"
+    assert 0.0 <= data["confidence"] <= 1.0 and data["queries"][0] == data["rewrite"]
 
 
 def test_legacy_queries_go_through_the_gate(client):
@@ -73,6 +74,8 @@ def test_legacy_queries_go_through_the_gate(client):
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["query"] == "它怎么样？" and data["gate"] is not None and data["decision"] in DECISIONS
+    # a model call that wrote the result carries a confidence; a gate decision alone carries none
+    assert (data["confidence"] is None) == (data["timings"]["model_calls"] < 3)
 
 
 def test_batch_puts_an_error_record_in_place_of_each_bad_item(client):
