@@ -89,7 +89,8 @@ def build_model(folder: Path, arch: str = "qwen2", seed: int = 0) -> Path:
         config = Qwen2Config(**common, tie_word_embeddings=True, rope_theta=1000000.0)
     else:
         config = LlamaConfig(**common, tie_word_embeddings=False, rope_theta=10000.0)
-    return _save_random(AutoModelForCausalLM.from_config(config, dtype=torch.float32), folder, seed)
+    torch.manual_seed(seed)
+    return _save_random(AutoModelForCausalLM.from_config(config, dtype=torch.float32), folder)
 
 
 def _build_gemma3(folder: Path, seed: int) -> Path:
@@ -117,13 +118,14 @@ def _build_gemma3(folder: Path, seed: int) -> Path:
         bos_token_id=2,
         tie_word_embeddings=True,
     )
-    return _save_random(AutoModelForCausalLM.from_config(config, dtype=torch.float32), folder, seed)
+    torch.manual_seed(seed)
+    return _save_random(AutoModelForCausalLM.from_config(config, dtype=torch.float32), folder)
 
 
-def _save_random(model, folder: Path, seed: int) -> Path:
+def _save_random(model, folder: Path) -> Path:
+    """Weights large enough for clear logits, drawn after the model's own initialisation (seeded by the caller)."""
     import torch
 
-    torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
