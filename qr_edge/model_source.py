@@ -210,6 +210,8 @@ def embedded_of(path: str) -> EmbeddedModel | None:
     for model in EMBEDDED_MODELS.values():
         if importlib.util.find_spec(model.package) is None:
             continue
+        if model.assembled and not (cache_dir() / model.file).is_file():
+            continue  # never joined, so no path can be it: asking must not join 250 MB of chunks
         try:
             source = embedded_model_path(model)
             if os.path.samefile(path, source) or Path(path).resolve() == _run_copy_path(source, model=model).resolve():
