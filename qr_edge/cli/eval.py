@@ -110,11 +110,11 @@ def eval_command(
         rows = [r for r in rows if r.system == "qr-edge"]
     report = EvalReport(model=rw.engine.name, cases=len(cases), rows=rows)
     if passages:
-        from ..evaluate.retrieval import fusion_sweep, retrieval_rows
+        from ..evaluate.retrieval import Rankings, fusion_sweep, retrieval_rows
 
-        by_id = {r.id: r for r in records}
-        report.retrieval = [r.model_dump() for r in retrieval_rows(cases, by_id)]
-        report.fusion = [p.model_dump() for p in fusion_sweep(cases, by_id)]
+        rankings = Rankings(cases, {r.id: r for r in records})
+        report.retrieval = [r.model_dump() for r in retrieval_rows(rankings)]
+        report.fusion = [p.model_dump() for p in fusion_sweep(rankings)]
     adapter_name = Path(rw.engine.adapters[rw.default_adapter].path).name if rw.default_adapter else "no adapter"
     title = (
         f"{', '.join(p.name for p in data)} on {rw.engine.name} + {adapter_name}, {len(rw.examples)} few-shot examples"

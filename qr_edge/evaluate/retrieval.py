@@ -75,47 +75,57 @@ def fuse(rankings: Sequence[dict[int, int]], k: int = DEPTH) -> dict[int, int]:
     return {doc: i + 1 for i, doc in enumerate(best)}
 
 
-def fusion_sweep(
-    cases: Sequence[CaseResult], records: dict[str, RewriteRecord], bars: Sequence[float] = BARS
-) -> list[FusionPoint]:
+class Rankings:
+    """The judged cases (those whose record has a passage) and, once for the rows and the sweep, where BM25 over
+    their pooled passages ranks each turn's own for the raw query, the rewrite and the reference."""
+
+    def __init__(self, cases: Sequence[CaseResult], records: dict[str, RewriteRecord]) -> None:
+        self.cases = [c for c in cases if records[c.id].passage]
+        self.ranked: dict[str, list[dict[int, int]]] = {}
+        if self.cases:
+            index = PassageIndex([records[c.id].passage or "" for c in self.cases])
+            texts = {
+                "raw query": [c.query for c in self.cases],
+                "rewrite": [c.outputs["qr-edge"] for c in self.cases],
+                "reference": [c.reference for c in self.cases],
+            }
+            self.ranked = {name: index.ranks(queries) for name, queries in texts.items()}
+
+    def searched(self, both: Sequence[bool]) -> list[dict[int, int]]:
+        """Per turn: the rewrite's ranking, or where ``both`` the rewrite's and the raw query's fused (what a
+        result's ``queries`` of two search with)."""
+        rewrite, raw = self.ranked["rewrite"], self.ranked["raw query"]
+        return [fuse([rewrite[i], raw[i]]) if b else rewrite[i] for i, b in enumerate(both)]
+
+
+def _hits_row(ranks: Sequence[int | None]) -> tuple[float, float]:
+    """MRR@10 and recall@1 of the own passage's ranks (None: not in the top 10)."""
+    return round(sum(1 / r for r in ranks if r) / len(ranks), 4), round(sum(r == 1 for r in ranks) / len(ranks), 4)
+
+
+def fusion_sweep(rankings: Rankings, bars: Sequence[float] = BARS) -> list[FusionPoint]:
     """What ``Rewriter(queries_both_below=bar)`` would retrieve, for each bar, from the cases' confidences."""
-    judged = [c for c in cases if records[c.id].passage]
-    if not judged:
+    if not rankings.cases:
         return []
-    index = PassageIndex([records[c.id].passage or "" for c in judged])
-    rewrite = index.ranks([c.outputs["qr-edge"] for c in judged])
-    raw = index.ranks([c.query for c in judged])
     points = []
     for bar in bars:
-        both = [len(search_queries(c.query, c.outputs["qr-edge"], c.confidence, bar)) == 2 for c in judged]
-        ranks = [fuse([rewrite[i], raw[i]]).get(i) if b else rewrite[i].get(i) for i, b in enumerate(both)]
+        both = [len(search_queries(c.query, c.outputs["qr-edge"], c.confidence, bar)) == 2 for c in rankings.cases]
+        mrr, recall = _hits_row([ranks.get(i) for i, ranks in enumerate(rankings.searched(both))])
         points.append(
             FusionPoint(
-                both_below=bar,
-                searched_both=round(sum(both) / len(both), 4),
-                mrr_at_10=round(sum(1 / r for r in ranks if r) / len(ranks), 4),
-                recall_at_1=round(sum(r == 1 for r in ranks) / len(ranks), 4),
+                both_below=bar, searched_both=round(sum(both) / len(both), 4), mrr_at_10=mrr, recall_at_1=recall
             )
         )
     return points
 
 
-def retrieval_rows(cases: Sequence[CaseResult], records: dict[str, RewriteRecord]) -> list[RetrievalRow]:
-    """MRR@10 and recall@1 per system, for every slice (all, each style) of the cases whose record has a passage."""
-    judged = [c for c in cases if records[c.id].passage]
+def retrieval_rows(rankings: Rankings) -> list[RetrievalRow]:
+    """MRR@10 and recall@1 per system, for every slice (all, each style) of the judged cases."""
+    judged = rankings.cases
     if not judged:
         return []
-    passages = [records[c.id].passage or "" for c in judged]
-    index = PassageIndex(passages)
-    texts = {
-        "raw query": [c.query for c in judged],
-        "rewrite": [c.outputs["qr-edge"] for c in judged],
-        "reference": [c.reference for c in judged],
-    }
-    ranked = {name: index.ranks(queries) for name, queries in texts.items()}
-    flat = [q for c in judged for q in (c.queries or [c.outputs["qr-edge"]])]
-    per_query = iter(index.ranks(flat))
-    ranked["queries (fused)"] = [fuse([next(per_query) for _ in (c.queries or [None])]) for c in judged]
+    # a result's queries are the rewrite, or the rewrite and the raw query (``search_queries``)
+    ranked = {**rankings.ranked, "queries (fused)": rankings.searched([len(c.queries) == 2 for c in judged])}
     slices = [("all", lambda c: True)] + [
         (style, lambda c, style=style: c.style == style) for style in sorted({c.style for c in judged} - {""})
     ]
@@ -124,13 +134,6 @@ def retrieval_rows(cases: Sequence[CaseResult], records: dict[str, RewriteRecord
         for label, keep in slices:
             hits = [ranked[name][i].get(i) for i, c in enumerate(judged) if keep(c)]
             if hits:
-                rows.append(
-                    RetrievalRow(
-                        system=name,
-                        slice=label,
-                        n=len(hits),
-                        mrr_at_10=round(sum(1 / r for r in hits if r) / len(hits), 4),
-                        recall_at_1=round(sum(r == 1 for r in hits) / len(hits), 4),
-                    )
-                )
+                mrr, recall = _hits_row(hits)
+                rows.append(RetrievalRow(system=name, slice=label, n=len(hits), mrr_at_10=mrr, recall_at_1=recall))
     return rows

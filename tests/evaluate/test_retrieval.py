@@ -6,7 +6,7 @@ import pytest
 
 from qr_edge.data.dataset import RewriteRecord
 from qr_edge.evaluate.quality import CaseResult
-from qr_edge.evaluate.retrieval import fuse, retrieval_rows
+from qr_edge.evaluate.retrieval import Rankings, fuse, retrieval_rows
 
 pytest.importorskip("bm25s")
 
@@ -62,7 +62,7 @@ def test_a_rewrite_that_names_the_entity_finds_its_passage_and_fusion_keeps_both
     ]
     cases = [c for c, _ in pairs]
     records = {r.id: r for _, r in pairs}
-    rows = {(r.system, r.slice): r for r in retrieval_rows(cases, records)}
+    rows = {(r.system, r.slice): r for r in retrieval_rows(Rankings(cases, records))}
     assert {s for s, _ in rows} == {"raw query", "rewrite", "queries (fused)", "reference"}
     assert rows[("reference", "all")].recall_at_1 == 1.0 and rows[("reference", "search")].n == 3
     assert rows[("rewrite", "all")].mrr_at_10 > rows[("raw query", "all")].mrr_at_10
@@ -78,7 +78,7 @@ def test_reciprocal_rank_fusion():
 def test_no_passage_no_rows():
     case, record = _pair("a", "How tall is it?", "How tall is the Eiffel Tower?", "x", [])
     record.passage = None
-    assert retrieval_rows([case], {"a": record}) == []
+    assert retrieval_rows(Rankings([case], {"a": record})) == []
 
 
 def test_fusion_sweep_searches_both_below_the_bar():
@@ -96,7 +96,7 @@ def test_fusion_sweep_searches_both_below_the_bar():
     ]
     for (case, _), confidence in zip(pairs, (0.95, 0.4), strict=True):
         case.confidence = confidence
-    points = {p.both_below: p for p in fusion_sweep([c for c, _ in pairs], {r.id: r for _, r in pairs})}
+    points = {p.both_below: p for p in fusion_sweep(Rankings([c for c, _ in pairs], {r.id: r for _, r in pairs}))}
     assert points[0.0].searched_both == 0.0 and points[0.5].searched_both == 0.5 and points[1.01].searched_both == 1.0
     # the unsure wrong referent (0.4) searched with the raw query too: its passage comes first again
     assert points[0.5].mrr_at_10 == 1.0 > points[0.0].mrr_at_10
