@@ -15,15 +15,14 @@ from pydantic import BaseModel
 
 from ..atomic_file import write_text_atomic
 from ..text import normalise
-from .quality import CaseResult
+from .quality import CaseResult, matches_reference, references
 
 BINS = 10
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 0.95, 20))
 
 
 def is_right(case: CaseResult) -> bool:
-    refs = case.references or [case.reference]
-    return normalise(case.outputs["qr-edge"]) in {normalise(r) for r in refs}
+    return matches_reference(case.outputs["qr-edge"], case)
 
 
 def auroc(scores: np.ndarray, right: np.ndarray) -> float | None:
@@ -114,11 +113,8 @@ def tradeoff(cases: Sequence[CaseResult], bleu: Callable[[str, list[str], str], 
             for c in scored
         ]
         changed = [normalise(o) != normalise(c.query) for o, c in zip(outputs, scored, strict=True)]
-        right = [
-            normalise(o) in {normalise(r) for r in c.references or [c.reference]}
-            for o, c in zip(outputs, scored, strict=True)
-        ]
-        scores = [bleu(o, c.references or [c.reference], c.lang) for o, c in zip(outputs, scored, strict=True)]
+        right = [matches_reference(o, c) for o, c in zip(outputs, scored, strict=True)]
+        scores = [bleu(o, references(c), c.lang) for o, c in zip(outputs, scored, strict=True)]
         points.append(
             TradeoffPoint(
                 threshold=t,

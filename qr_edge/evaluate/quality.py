@@ -140,8 +140,14 @@ def evaluate_cases(
     return cases
 
 
-def _refs(case: CaseResult) -> list[str]:
+def references(case: CaseResult) -> list[str]:
     return case.references or [case.reference]
+
+
+def matches_reference(output: str, case: CaseResult) -> bool:
+    """Exact match with one of the case's references after normalisation (the metric rows' EM, and what
+    ``confidence.RIGHT`` means)."""
+    return normalise(output) in {normalise(r) for r in references(case)}
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -183,11 +189,9 @@ def metric_rows(
                     system=system,
                     slice=name,
                     n=len(sel),
-                    exact_match=_mean(
-                        float(normalise(c.outputs[system]) in {normalise(r) for r in _refs(c)}) for c in sel
-                    ),
-                    bleu4=_mean(scorer.bleu(c.outputs[system], _refs(c), c.lang) for c in sel),
-                    rouge_l=_mean(scorer.rouge_l(c.outputs[system], _refs(c), c.lang) for c in sel),
+                    exact_match=_mean(float(matches_reference(c.outputs[system], c)) for c in sel),
+                    bleu4=_mean(scorer.bleu(c.outputs[system], references(c), c.lang) for c in sel),
+                    rouge_l=_mean(scorer.rouge_l(c.outputs[system], references(c), c.lang) for c in sel),
                     unchanged_accuracy=_mean(same(c) for c in unchanged),
                     rewrote_when_not_needed=_mean(1 - same(c) for c in keep_query),
                     missing_context_safety=_mean(same(c) for c in missing),
