@@ -20,7 +20,10 @@ EN_STOPWORDS = frozenset(
     being am do does did done have has had having it its it's this that these those there here what which who whom whose
     when where why how can could should would will shall may might must i me my we our you your he him his she her they them
     their not no yes any some more most other than too very just also only both each either neither one ones s t please tell
-    let us get got give know like want need show explain describe compare difference between vs versus same""".split()
+    let us get got give know like want need show explain describe compare difference between vs versus same besides beside
+    after before around during through throughout against among without within since until while near across behind beyond
+    toward towards upon via per off out up down again still even ever such own much many few all every another whether
+    because regarding instead else""".split()
 )
 # CJK characters that carry grammar rather than content: a bigram of two of them is never evidence.
 ZH_FUNCTION_CHARS = frozenset(
@@ -46,11 +49,25 @@ def normalise(text: str) -> str:
 
 
 def _stem(word: str) -> str:
+    """A light suffix stemmer, the same on both sides of a comparison: "organizes", "organized" and "organize" are
+    one unit, as are "opening" and "open" (a rewrite that inflects a word of the conversation adds nothing)."""
     for suffix in ("'s", "’s"):
         if word.endswith(suffix):
             word = word[: -len(suffix)]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("s") and not word.endswith("ss"):
         word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]  # "running" -> "runn" -> "run"
     return word
 
 

@@ -3,7 +3,8 @@
 Formats (``../shared/data/README.md`` describes each file):
 
 - ``rewrite-tsv`` REWRITE (Su et al. 2019): question1, answer1, question2, rewrite;
-- ``restoration-tsv`` Restoration-200K: five context turns, the utterance, a 0/1 label, the rewrite;
+- ``restoration-tsv`` Restoration-200K: four context turns, the turn to restore, the reply after it, a 0/1 label,
+  the rewrite (the sixth column is not the restored turn, whatever the data README says: see the importer);
 - ``cast`` TREC CAsT-19/21 as in LLM4CS; ``cast22`` TREC CAsT-22 (paths of topics); ``ikat`` TREC iKAT;
 - ``canard`` (History/Question/Rewrite JSON), ``canard-tsv`` (CANARD test rows with their full history),
   ``canard-questions`` (CANARD train: questions and rewrites only);
@@ -323,28 +324,34 @@ def import_canard_questions(path: Path) -> ImportResult:
 
 
 def import_restoration_tsv(path: Path) -> ImportResult:
-    """Restoration-200K: c1..c5 alternate speakers and c5 is the other side, so c5, c3, c1 are assistant turns."""
+    """Restoration-200K: the turn a row restores is c5, not the sixth column.
+
+    Each row is ``c1 c2 c3 c4 c5 next label rewrite``. Read against the data, the rewrite restores c5 (in all
+    6,023 rewritten rows of the two files every character of c5 is in the rewrite; only 43 hold every
+    character of the sixth column), so c5 is the user's turn, c1..c4 its history (c4, c2 the other side) and
+    the sixth column is the reply that came after it: it is dropped, since a rewriter never sees the future.
+    Label 0: c5 needs no rewrite.
+    """
     result = ImportResult()
     for n, cols in _tsv_rows(path):
         where = f"line {n}"
         if len(cols) != 8:
             result.skip(where, f"expected 8 tab-separated columns, got {len(cols)}")
             continue
-        *context, utterance, label, rewrite = cols
-        if label not in ("0", "1") or not utterance:
-            result.skip(where, "label must be 0 or 1 and the utterance non-empty")
+        *context, query, _next, label, rewrite = cols
+        if label not in ("0", "1") or not query:
+            result.skip(where, "label must be 0 or 1 and the fifth turn non-empty")
             continue
         if label == "1" and not rewrite:
             result.skip(where, "label 1 without a rewrite")
             continue
-        turns = [("user" if (5 - i) % 2 else "assistant", c) for i, c in enumerate(context, start=1)]
-        rewrite = rewrite if label == "1" else utterance
+        turns = [("user" if i % 2 else "assistant", c) for i, c in enumerate(context, start=1)]
         _add(
             result,
             where,
             f"{path.stem}-{n}",
-            [*turns, ("user", utterance)],
-            rewrite,
+            [*turns, ("user", query)],
+            rewrite if label == "1" else query,
             "restoration200k",
             f"{path.stem}-{n}",
         )

@@ -139,25 +139,27 @@ def test_ikat_drops_rewrites_that_only_the_persona_explains(tmp_path):
     assert result.records[0].passage == "30 days."  # the turn's own answer: what a search should find
 
 
-def test_restoration_roles_labels_and_bad_rows(tmp_path):
-    rows = [
-        "c1\tc2\tc3\tc4\t出去跑几圈真的\t黑灯瞎火的我在床上走两步算了\t0\t",
-        "c1\tc2\tc3\t头没有办法气着睡不着\t出去跑几圈真的\t跑不动\t1\t睡不着跑不动",
+def test_restoration_restores_the_fifth_turn_and_drops_the_reply_after_it(tmp_path):
+    rows = [  # two real rows of restoration200k-valid.tsv: the rewrite restores c5; the sixth column comes after
+        "大晚上的乃们不睡觉想干吗\t气炸了气的我真的有在咬牙\t喜闻乐见\t头没有迅速去火的办法气着睡不着\t出去跑几圈真的"
+        "\t黑灯瞎火的我在床上走两步算了\t1\t睡不着出去跑几圈真的",
+        "发个帖\t最近挺背\t怎么啦\t点背这种事呵呵一言难尽\t心态放好即可人都有点背的时候不要太在\t什么破事儿都集中在一起\t0\t",
         "c1\tc2\tc3\tc4\tc5\tu\t1\t",  # label 1 without a rewrite
         "only\tthree\tcols",
     ]
     result = import_corpus("restoration-tsv", _write(tmp_path / "r.tsv", "\n".join(rows)))
-    assert [r.label for r in result.records] == ["unchanged", "rewritten"]
-    # the fifth context turn is the other side: the assistant; turns alternate back to c1
-    assert [m.role for m in result.records[0].messages] == [
-        "assistant",
-        "user",
-        "assistant",
-        "user",
-        "assistant",
-        "user",
-    ]
-    assert result.records[0].lang == "zh"
+    rewritten, unchanged = result.records
+    assert (rewritten.query, rewritten.rewrite, rewritten.label) == (
+        "出去跑几圈真的",
+        "睡不着出去跑几圈真的",
+        "rewritten",
+    )
+    assert unchanged.rewrite == unchanged.query == "心态放好即可人都有点背的时候不要太在"
+    assert unchanged.label == "unchanged"
+    # c4 is the other side; turns alternate back to c1; the reply after c5 is never history
+    assert [m.role for m in rewritten.messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert all("黑灯瞎火" not in m.content for m in rewritten.messages)
+    assert rewritten.lang == "zh"
     assert sum(result.skipped.values()) == 2
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from qr_edge import Decision, LeakageGuard, load_examples, parse_messages
-from qr_edge.text import content_units, is_question
+from qr_edge.text import content_units, is_question, new_content
 
 GUARD = LeakageGuard(load_examples())
 
@@ -69,6 +69,24 @@ def test_units_and_questions():
     assert not content_units("的了") and not content_units("它们")  # function characters alone never count
     assert "学习" in content_units("学习曲线")
     assert is_question("那它的学习曲线怎么样") and is_question("How tall is it") and not is_question("Tell me more.")
+
+
+def test_an_inflected_word_or_a_function_word_of_the_conversation_adds_nothing():
+    # real rewrites of the held-out test splits that the old units counted as unsupported content
+    assert content_units("organizes") == content_units("organized") == content_units("organize")
+    assert content_units("opening") == content_units("open") and content_units("running") == content_units("run")
+    assert content_units("studies") == content_units("study") and content_units("addresses") == content_units("address")
+    assert not content_units("besides after around")
+    conv = parse_messages(
+        [
+            {"role": "user", "content": "Who organizes the ICC world cup?"},
+            {"role": "assistant", "content": "The International Cricket Council, since 1975."},
+            {"role": "user", "content": "What else did they do?"},
+        ]
+    )
+    assert not new_content("What else has the ICC organized besides the world cup?", [m.content for m in conv])
+    olympics = "What else has the ICC organized besides the Olympics?"
+    assert new_content(olympics, [m.content for m in conv]) == {"olympic"}
 
 
 def test_joining_two_conversation_words_is_not_new_content():
