@@ -1,10 +1,11 @@
 """How many model outputs each guard rule rejects, and how many of those were right, before and after the
-length rule learnt to read the conversation.
+length rule learnt to read the conversation and the unsupported-content bar went from 4 to 2.
 
 Input: the per-case file of `qr-edge eval --cases` and the dataset files it ran on. "Right" means the raw
 output equals a reference after normalisation (`qr_edge.text.normalise`). "Before" is the old length rule,
-which allowed max(3 x query, query + 40) characters whatever the rewrite copied; "after" is the guard as it
-is, which does not count the Latin words a rewrite copies from earlier turns.
+which allowed max(3 x query, query + 40) characters whatever the rewrite copied, and content of weight 4 found
+nowhere in the conversation; "after" is the guard as it is, which does not count the Latin words a rewrite
+copies from earlier turns and allows weight 2 (one English word, two Chinese bigrams).
 
     python scripts/guard_rules.py --cases build/eval/new-dev.cases.jsonl build/mix/dev-*.jsonl
 """
@@ -38,6 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     records = {r.id: r for path in args.data for r in read_dataset(path)}
     guard = LeakageGuard()  # the fine-tuned default shows no few-shot examples
+    old_guard = LeakageGuard(max_unsupported_weight=4)
     counts: dict[str, Counter] = {"before": Counter(), "after": Counter()}
     right: dict[str, Counter] = {"before": Counter(), "after": Counter()}
     outputs = 0
@@ -52,7 +54,7 @@ def main() -> None:
         after = rule(guard.check(raw, rec.messages))
         q = rec.query.strip()
         old_limit = max(guard.max_length_ratio * len(q), len(q) + guard.max_extra_chars)
-        before = "length" if len(raw.strip()) > old_limit else after
+        before = "length" if len(raw.strip()) > old_limit else rule(old_guard.check(raw, rec.messages))
         for when, name in (("before", before), ("after", after)):
             counts[when][name] += 1
             right[when][name] += ok
