@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qr_edge import Decision, Rewriter
-from qr_edge.confidence import confidence_scores, uncalibrated_confidence
+from qr_edge.confidence import confidence_scores, read_calibration, uncalibrated_confidence
 
 from ..conftest import CONVERSATION
 
@@ -52,7 +52,10 @@ def test_every_model_result_has_a_confidence_and_costs_no_extra_call(default, me
     assert result.confidence is not None and 0.0 <= result.confidence <= 1.0
     scores = result.confidence_scores
     assert scores is not None and scores.tokens >= 1 and scores.min_logprob <= scores.mean_logprob <= 0.0
-    assert result.confidence == uncalibrated_confidence(scores)
+    # the bundled adapter records its dev-fitted map: the result is that map of the scores, not the raw score
+    calibration = read_calibration(default.engine.adapters[default.default_adapter].metadata)
+    assert calibration is not None
+    assert result.confidence == calibration(scores) != uncalibrated_confidence(scores)
     assert '"confidence"' in result.to_json()
 
 
