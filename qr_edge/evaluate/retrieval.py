@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from ..confidence import search_queries
 from ..data.dataset import RewriteRecord
 from ..errors import MissingExtraError
+from ..fusion import reciprocal_rank_fusion
 from .quality import CaseResult
 
 #: Reciprocal rank fusion's constant (Cormack et al., 2009).
-RRF_K = 60
 DEPTH = 10
 SYSTEMS = ("raw query", "rewrite", "queries (fused)", "reference")
 #: ``queries_both_below`` bars a sweep tries (0: the rewrite alone; above 1: rewrite and query every time it changed);
@@ -67,12 +67,9 @@ class PassageIndex:
 
 
 def fuse(rankings: Sequence[dict[int, int]], k: int = DEPTH) -> dict[int, int]:
-    """Reciprocal rank fusion of several rankings into one (1-based ranks, best first, top ``k``)."""
-    score: dict[int, float] = {}
-    for ranking in rankings:
-        for doc, rank in ranking.items():
-            score[doc] = score.get(doc, 0.0) + 1.0 / (RRF_K + rank)
-    best = sorted(score, key=lambda d: (-score[d], d))[:k]
+    """Reciprocal rank fusion of several rankings into one (1-based ranks, best first, top ``k``; ties: lower index)."""
+    fused = reciprocal_rank_fusion([sorted(r, key=r.__getitem__) for r in rankings])
+    best = [doc for doc, _ in sorted(fused, key=lambda pair: (-pair[1], pair[0]))[:k]]
     return {doc: i + 1 for i, doc in enumerate(best)}
 
 

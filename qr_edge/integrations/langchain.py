@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from ..errors import InvalidConversationError
+from ..fusion import reciprocal_rank_fusion
 from ..rewriter import Rewriter
 
 #: LangChain message types (and the tuple shorthands) → OpenAI-style roles; other types (tool, function) are dropped.
@@ -78,13 +79,6 @@ def history_aware_retriever(
     return RunnableLambda(run, name="qr_edge_history_aware_retriever")
 
 
-def fuse_documents(rankings: Sequence[Sequence[Any]], k: int = 60) -> list[Any]:
+def fuse_documents(rankings: Sequence[Sequence[Any]]) -> list[Any]:
     """Documents of several rankings in reciprocal-rank-fusion order, each once (same ``page_content``)."""
-    score: dict[str, float] = {}
-    first: dict[str, Any] = {}
-    for ranking in rankings:
-        for rank, doc in enumerate(ranking, start=1):
-            key = getattr(doc, "page_content", str(doc))
-            score[key] = score.get(key, 0.0) + 1.0 / (k + rank)
-            first.setdefault(key, doc)
-    return [first[key] for key in sorted(score, key=lambda key: -score[key])]
+    return [doc for doc, _ in reciprocal_rank_fusion(rankings, key=lambda doc: getattr(doc, "page_content", str(doc)))]
