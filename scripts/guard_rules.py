@@ -2,7 +2,7 @@
 length rule learnt to read the conversation and the unsupported-content bar went from 4 to 2.
 
 Input: the per-case file of `qr-edge eval --cases` and the dataset files it ran on. "Right" means the raw
-output equals a reference after normalisation (`qr_edge.text.normalise`). "Before" is the old length rule,
+output equals a reference after normalisation (`evaluate.quality.matches_reference`). "Before" is the old length rule,
 which allowed max(3 x query, query + 40) characters whatever the rewrite copied, and content of weight 4 found
 nowhere in the conversation; "after" is the guard as it is, which does not count the Latin words a rewrite
 copies from earlier turns and allows weight 2 (one English word, two Chinese bigrams).
@@ -13,12 +13,12 @@ copies from earlier turns and allows weight 2 (one English word, two Chinese big
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
 from qr_edge import LeakageGuard
 from qr_edge.data.dataset import read_dataset
+from qr_edge.evaluate.quality import CaseResult, matches_reference
 from qr_edge.text import normalise
 
 
@@ -44,13 +44,13 @@ def main() -> None:
     right: dict[str, Counter] = {"before": Counter(), "after": Counter()}
     outputs = 0
     for line in args.cases.read_text(encoding="utf-8").splitlines():
-        case = json.loads(line)
-        rec = records.get(case["id"])
-        raw = case["outputs"]["raw"]
+        case = CaseResult.model_validate_json(line)
+        rec = records.get(case.id)
+        raw = case.outputs["raw"]
         if rec is None or normalise(raw) == normalise(rec.query):
             continue
         outputs += 1
-        ok = normalise(raw) in {normalise(r) for r in rec.all_references}
+        ok = matches_reference(raw, case)
         after = rule(guard.check(raw, rec.messages))
         q = rec.query.strip()
         old_limit = max(guard.max_length_ratio * len(q), len(q) + guard.max_extra_chars)

@@ -18,7 +18,6 @@ from ..errors import MissingExtraError
 from ..fusion import reciprocal_rank_fusion
 from .quality import CaseResult
 
-#: Reciprocal rank fusion's constant (Cormack et al., 2009).
 DEPTH = 10
 SYSTEMS = ("raw query", "rewrite", "queries (fused)", "reference")
 #: ``queries_both_below`` bars a sweep tries (0: the rewrite alone; above 1: rewrite and query every time it changed);
