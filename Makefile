@@ -71,15 +71,17 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF
 	$(PY) scripts/calibrate_gate.py --adapter-gguf $(ADAPTER) --adapter-dir $(ADAPTER_DIR) --mix $(MIX)
-	# the confidence map, fitted on the dev cases of this adapter, then written into its GGUF too
-	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --limit 30 --model "$(EMBEDDED)" --adapter $(ADAPTER) \
+	# the confidence map, fitted on the dev cases of this adapter on the run copy that serves it (not the shipped Q4_1
+	# file: its scores differ), then written into its GGUF too
+	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --limit 60 --model smollm2-135m --adapter $(ADAPTER) \
 		--out build/eval/adapter-dev.json --cases build/eval/adapter-dev.cases.jsonl
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
 # Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, a 1,250-step plan (v2's budget of
 # 10,000 examples) trained in --resume segments. gemma-checkpoint ships the latest checkpoint (the committed adapter
-# is step 480 of the plan: docs/default-adapter.md), gate calibrated on dev; a finished run ships the same way.
+# is step 480 of the plan: docs/default-adapter.md), gate and confidence calibrated on dev; a finished run ships the
+# same way.
 GEMMA_DIR := build/gemma/adapter
 GEMMA_SHIP := build/gemma/ship
 GEMMA_ADAPTER := qr_edge/assets/gemma3-270m-rewrite.lora.gguf
@@ -100,6 +102,10 @@ gemma-checkpoint: $(VENV)/.convert
 		> $(GEMMA_SHIP)/qr_edge.json; fi
 	$(QR) convert --base gemma3-270m --adapter $(GEMMA_SHIP) --adapter-only --out $(GEMMA_ADAPTER) --force
 	$(PY) scripts/calibrate_gate.py --model gemma3-270m --adapter-gguf $(GEMMA_ADAPTER) --adapter-dir $(GEMMA_SHIP) --mix $(MIX)
+	$(QR) convert --base gemma3-270m --adapter $(GEMMA_SHIP) --adapter-only --out $(GEMMA_ADAPTER) --force
+	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --limit 60 --model gemma3-270m --adapter $(GEMMA_ADAPTER) \
+		--out build/eval/gemma-dev.json --cases build/eval/gemma-dev.cases.jsonl
+	$(PY) scripts/calibrate_confidence.py --cases build/eval/gemma-dev.cases.jsonl --adapter-dir $(GEMMA_SHIP)
 	$(QR) convert --base gemma3-270m --adapter $(GEMMA_SHIP) --adapter-only --out $(GEMMA_ADAPTER) --force
 
 eval-adapter: $(VENV)/.all

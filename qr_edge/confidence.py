@@ -24,9 +24,9 @@ from .model_meta import META_CONFIDENCE_CALIBRATION
 RIGHT = "exact match with a reference after normalisation"
 #: Below this confidence a changed rewrite is searched together with the query (``RewriteResult.queries``). Chosen for
 #: the bundled adapter's calibrated confidence on the 97 dev search turns that refer to the answer (`qr-edge eval
-#: --passages`: MRR@10 0.501 for the rewrite alone, 0.520 here, the best bar); on the held-out 124 it does not pay
-#: (0.422 alone, 0.397): docs/default-adapter.md.
-QUERIES_BOTH_BELOW = 0.3
+#: --passages`: MRR@10 0.501 for the rewrite alone, 0.520 here, the lowest of the best bars); on the held-out 124 it
+#: does not pay (0.421 alone, 0.397): docs/default-adapter.md.
+QUERIES_BOTH_BELOW = 0.4
 
 
 def search_queries(
@@ -87,11 +87,13 @@ def score_value(scores: ConfidenceScores, name: str) -> float:
 
 
 class Calibration(BaseModel):
-    """A non-decreasing map from one candidate score to P(right), as breakpoints (isotonic regression on dev)."""
+    """A non-decreasing map from one candidate score to P(right), as breakpoints fitted on dev (``method``: isotonic
+    regression, Platt scaling or their mean, whichever calibrated held-out folds of dev best)."""
 
     score: str
     x: list[float]
     y: list[float]
+    method: str = "isotonic"
     right: str = RIGHT
     n: int = 0  # dev cases it was fitted on
 

@@ -21,7 +21,7 @@ from qr_edge import Rewriter
 from qr_edge.atomic_file import write_text_atomic
 from qr_edge.data.dataset import read_dataset
 from qr_edge.data.mix import as_legacy
-from qr_edge.model_source import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
+from qr_edge.model_source import DEFAULT_MODEL, EMBEDDED_MODELS
 from qr_edge.prompt import GateQuestion
 
 NEGATIVE = ("dev-en-legacy-search.jsonl", "dev-en-qa-legacy.jsonl")
@@ -37,7 +37,8 @@ def main() -> None:
     parser.add_argument("--max-false-skip", type=float, default=0.05)
     parser.add_argument("--model", choices=sorted(EMBEDDED_MODELS), default=DEFAULT_MODEL.name, help="the base")
     args = parser.parse_args()
-    rw = Rewriter(embedded_model_path(EMBEDDED_MODELS[args.model]), adapter=str(args.adapter_gguf), n_ctx=2048)
+    # by name: the run copy the runtime loads (Q8_0 or BF16), not the shipped Q4_1 file, so the bar fits what serves
+    rw = Rewriter(args.model, adapter=str(args.adapter_gguf), n_ctx=2048)
     gate = rw.gate
 
     def p_depends(messages) -> float | None:

@@ -1,8 +1,9 @@
 """How well a result's confidence tells right from wrong rewrites, and what a ``min_confidence`` bar costs.
 
 "Right" is ``confidence.RIGHT``: the result's rewrite equals a reference after normalisation. The fitting half
-(isotonic regression) is here too, so scripts/calibrate_confidence.py and ``qr-edge eval`` share one definition.
-The plots are plain SVG (no plotting library): a reliability diagram and the coverage/quality trade-off.
+(isotonic regression, Platt scaling, their mean; chosen by cross-validated ECE) is here too, so
+scripts/calibrate_confidence.py and ``qr-edge eval`` share one definition. The plots are plain SVG (no plotting
+library): a reliability diagram and the coverage/quality trade-off.
 """
 
 from __future__ import annotations
@@ -56,6 +57,53 @@ def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
             for k in range(3):
                 blocks[-1][k] += last[k]
     return [b[0] / b[2] for b in blocks], [round(b[1] / b[2], 4) for b in blocks]
+
+
+def platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Logistic regression of y on x (Newton's method): P(right) = 1 / (1 + exp(-(a x + b)))."""
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    w = np.zeros(2)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-design @ w))
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hessian, design.T @ (p - y))
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(w[0]), float(w[1])
+
+
+#: The maps a calibration chooses among: isotonic alone follows dev closely (steps of 0 and 1 at the ends), Platt
+#: alone is smooth but may bend the wrong way, their mean is between.
+MAP_METHODS = ("isotonic", "platt", "isotonic+platt")
+
+
+def fit_map(x: np.ndarray, y: np.ndarray, method: str) -> tuple[list[float], list[float]]:
+    """A non-decreasing map from score to P(right) as breakpoints (``np.interp`` between them), fitted by
+    ``method`` (one of ``MAP_METHODS``)."""
+    iso_x, iso_y = isotonic(x, y)
+    if method == "isotonic":
+        return iso_x, iso_y
+    a, b = platt(x, y)
+    a = max(a, 0.0)  # a map that falls as the model grows surer is no calibration: flat at worst
+    grid = np.unique(np.concatenate([iso_x, np.quantile(x, np.linspace(0, 1, 21))]))
+    curve = 1.0 / (1.0 + np.exp(-(a * grid + b)))
+    if method == "isotonic+platt":
+        curve = (curve + np.interp(grid, iso_x, iso_y)) / 2
+    elif method != "platt":
+        raise ValueError(f"unknown map {method!r}; one of {MAP_METHODS}")
+    return [float(v) for v in grid], [round(float(v), 4) for v in np.maximum.accumulate(curve)]
+
+
+def cross_validated_ece(x: np.ndarray, y: np.ndarray, method: str, folds: int = 5, seed: int = 0) -> float:
+    """ECE of ``method``'s map on each fold when fitted on the others: how well it calibrates cases it never saw."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    prob = np.zeros(len(x))
+    for held in np.array_split(order, folds):
+        rest = np.setdiff1d(order, held)
+        bx, by = fit_map(x[rest], y[rest], method)
+        prob[held] = np.interp(x[held], bx, by)
+    return ece(prob, y.astype(bool))
 
 
 class CalibrationRow(BaseModel):

@@ -98,14 +98,37 @@ def _copy_with(src: str, dst, extra: dict[str, str]) -> None:
     writer.close()
 
 
+def test_maps_are_monotone_probabilities_and_cross_validation_sees_overfitting():
+    """Every map is a non-decreasing probability; Platt recovers a logistic law; on scores that say nothing the
+    isotonic map looks calibrated in sample and is not on held-out folds (why the choice is cross-validated)."""
+    from qr_edge.evaluate.calibration import MAP_METHODS, cross_validated_ece, ece, fit_map, platt
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(-1.0, 1.0, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(2.0 * x + 1.0)))).astype(float)
+    a, b = platt(x, y)
+    assert abs(a - 2.0) < 0.3 and abs(b - 1.0) < 0.3
+    for method in MAP_METHODS:
+        bx, by = fit_map(x, y, method)
+        assert bx == sorted(bx) and by == sorted(by) and all(0.0 <= v <= 1.0 for v in by)
+    noise_x, noise_y = rng.normal(size=300), (rng.random(300) < 0.5).astype(float)
+    bx, by = fit_map(noise_x, noise_y, "isotonic")
+    in_sample = ece(np.interp(noise_x, bx, by), noise_y.astype(bool))
+    assert cross_validated_ece(noise_x, noise_y, "isotonic") > in_sample + 0.02
+    with pytest.raises(ValueError, match="unknown map"):
+        fit_map(x, y, "spline")
+
+
 def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_path):
-    """scripts/calibrate_confidence.py fits an isotonic map on eval cases and writes it into qr_edge.json; an
+    """scripts/calibrate_confidence.py fits a map (the one that calibrates held-out folds best) on eval cases and
+    writes it into qr_edge.json; an
     adapter that records it (its GGUF key) gets calibrated confidences; a malformed map is ignored."""
     import json
     import subprocess
     import sys
 
     from qr_edge.confidence import Calibration, ConfidenceScores, read_calibration
+    from qr_edge.evaluate.calibration import MAP_METHODS
     from qr_edge.evaluate.quality import CaseResult
     from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
     from qr_edge.model_source import bundled_adapter_path, embedded_model_path
@@ -147,6 +170,11 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     fitted = json.loads((folder / "qr_edge.json").read_text())["confidence_calibration"]
     calibration = Calibration.model_validate(fitted)
     assert calibration.n == 200 and calibration.y == sorted(calibration.y)
+    assert (
+        calibration.method in MAP_METHODS
+        and f"{calibration.method} map" in run.stdout
+        and "cross-validated" in run.stdout
+    )
     low = ConfidenceScores(tokens=4, mean_logprob=-2.0, min_logprob=-4.0, changed_tokens=0)
     high = ConfidenceScores(tokens=4, mean_logprob=-0.01, min_logprob=-0.02, changed_tokens=0)
     assert calibration(low) < calibration(high)
