@@ -32,10 +32,11 @@ from qr_edge.model_meta import (
 
 from .arch import get_arch
 from .errors import ConvertError, VerificationError
-from .gguf_export import write_gguf
+from .gguf_export import GGUFStream, plan_of
 from .quantize import DIRECT_TYPES, parse_quants, quantize
 from .report import ConvertOptions, ConvertReport, OutputFile
 from .source import AdapterInfo, BaseInfo, check_compatible, inspect_adapter, inspect_base, load_base
+from .streaming import LayerwiseModel, has_shards
 from .verify import PROBES, gguf_tokenizer, hf_logits, merge_check, parity_row
 from .vocab import add_vocab_from_hf, copy_vocab_from_gguf
 
@@ -106,6 +107,15 @@ def training_metadata(adapter_meta: dict[str, Any]) -> dict[str, str]:
     return meta
 
 
+def _load_layerwise(base: BaseInfo, adapter: AdapterInfo | None) -> tuple[LayerwiseModel, Any]:
+    from transformers import AutoTokenizer
+
+    try:
+        return LayerwiseModel(base.ref, adapter.path if adapter else None), AutoTokenizer.from_pretrained(base.ref)
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"transformers could not load {base.ref}: {exc}") from None
+
+
 def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertReport:
     """Run the whole export; raises a ``ConvertError`` subclass on any problem, leaving no file at the targets."""
     quants = parse_quants(options.quants)
@@ -127,14 +137,26 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
         tmp = {q: outputs.reserve(path, force=options.force) for q, path in targets.items()}
         needs_f16 = any(q not in DIRECT_TYPES for q in quants)
         f16 = tmp.get("F16") or (outputs.scratch(targets[quants[0]]) if needs_f16 else None)
+        direct = {q: tmp.get(q) or (f16 if q == "F16" else None) for q in DIRECT_TYPES}
+        direct = {q: path for q, path in direct.items() if path is not None}
+        # an HF folder is merged and written one decoder layer at a time; a GGUF base (transformers dequantizes it
+        # whole) is merged in memory
+        layerwise = base.kind == "hf" and has_shards(base.ref)
 
         with stages.run("load"):
-            model, tokenizer = load_base(base)
+            if layerwise:
+                model, tokenizer = _load_layerwise(base, adapter)
+            else:
+                model, tokenizer = load_base(base)
             reference_tokenize = gguf_tokenizer(Path(base.ref)) if base.kind == "gguf" else tokenizer.encode
             ids = [reference_tokenize(p) for p in PROBES]
+        config = model.config
         with stages.run("merge"):
-            reference = None
-            if adapter is not None:
+            reference = before = None
+            if layerwise:
+                if adapter is not None and options.verify:
+                    before = model.logits(ids, merged=False)  # the adapter applied by peft, layer by layer
+            elif adapter is not None:
                 from peft import PeftModel
 
                 peft_model = PeftModel.from_pretrained(model, adapter.path)
@@ -144,11 +166,6 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
                 del peft_model
                 if options.verify:
                     reference = hf_logits(model, ids)
-                    report.merge_check = merge_check(before, reference)
-                    if not report.merge_check.passed:
-                        raise VerificationError(
-                            f"the merged model differs from the adapter model: {report.merge_check}"
-                        )
             elif options.verify:
                 reference = hf_logits(model, ids)
 
@@ -156,20 +173,44 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
             add_vocab = lambda writer: copy_vocab_from_gguf(writer, base.ref)  # noqa: E731
         else:
             tokenizer.save_pretrained(tokenizer_dir)
-            vocab_size = model.config.vocab_size
             add_vocab = lambda writer: add_vocab_from_hf(  # noqa: E731
-                writer, tokenizer, Path(tokenizer_dir), vocab_size, options.pre_tokenizer
+                writer, tokenizer, Path(tokenizer_dir), config.vocab_size, options.pre_tokenizer
             )
         meta = _metadata(options, base, adapter)
-        for q in DIRECT_TYPES:
-            path = tmp.get(q) or (f16 if q == "F16" else None)
-            if path is None:
-                continue
-            with stages.run(f"write {q}") as advance:
-                try:
-                    report.parameters = write_gguf(model, spec, path, q, add_vocab, meta, on_tensor=advance)
-                except OSError as exc:
-                    raise ConvertError(f"writing {targets.get(q, path)} failed: {exc}") from None
+        plan = model.plan() if layerwise else plan_of(model)
+        # the direct types are written in one pass over the tensors: a layer-by-layer model is walked once
+        with stages.run(f"write {'+'.join(direct)}") as advance:
+            streams = []
+            try:
+                for q, path in direct.items():
+                    on_tensor = advance if not streams else None
+                    streams.append(GGUFStream(path, spec, config, q, plan, add_vocab, meta, on_tensor=on_tensor))
+
+                def write(name: str, tensor: Any) -> None:
+                    for stream in streams:
+                        stream.write(name, tensor)
+
+                if layerwise and options.verify:
+                    reference = model.logits(ids, merged=True, on_tensor=write)
+                elif layerwise:
+                    for name, tensor in model.tensors():
+                        write(name, tensor)
+                else:
+                    for name, tensor in model.state_dict().items():
+                        write(name, tensor.detach().float().numpy())
+                for stream in streams:
+                    report.parameters = stream.close()
+            except OSError as exc:
+                raise ConvertError(
+                    f"writing {', '.join(str(targets.get(q, p)) for q, p in direct.items())} failed: {exc}"
+                ) from None
+            finally:
+                for stream in streams:
+                    stream.abort()
+        if before is not None:
+            report.merge_check = merge_check(before, reference)
+            if not report.merge_check.passed:
+                raise VerificationError(f"the merged model differs from the adapter model: {report.merge_check}")
         del model
         gc.collect()
 

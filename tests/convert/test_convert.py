@@ -151,19 +151,16 @@ def test_ctrl_c_during_write_leaves_nothing(tiny, tmp_path):
 def test_damaged_conversion_fails_verification_and_writes_nothing(tiny, tmp_path, monkeypatch):
     """A conversion bug (one attention projection's rows scrambled on the way to GGUF) is caught for F16 and
     for Q8_0, and the target folder stays empty."""
-    import torch
+    from qr_edge_convert import VerificationError, gguf_export
 
-    from qr_edge_convert import VerificationError, export
+    real_write = gguf_export.GGUFStream.write
 
-    real_write = export.write_gguf
+    def write_with_a_bug(self, name, tensor):
+        if name == "model.layers.0.self_attn.q_proj.weight":
+            tensor = tensor[::-1]
+        return real_write(self, name, tensor)
 
-    def write_with_a_bug(model, *args, **kwargs):
-        with torch.no_grad():
-            w = model.model.layers[0].self_attn.q_proj.weight
-            w.copy_(w.flip(0))
-        return real_write(model, *args, **kwargs)
-
-    monkeypatch.setattr(export, "write_gguf", write_with_a_bug)
+    monkeypatch.setattr(gguf_export.GGUFStream, "write", write_with_a_bug)
     out = tmp_path / "bad.gguf"
     with pytest.raises(VerificationError, match=r"nothing written: F16: top-1 .* \(needs 99%\)"):
         convert(ConvertOptions(base=str(tiny["qwen"]), out=str(out), quants=["F16,Q8_0"]))
@@ -311,3 +308,47 @@ def test_compare_detects_disagreement():
     b = [np.array([[5.0, 0.0], [5.0, 0.0]])]
     top1, kl, diff, n = compare(a, b)
     assert top1 == 0.5 and kl > 1 and diff == 5.0 and n == 2
+
+
+@pytest.mark.parametrize("base, adapter", [("qwen", "qwen_dora"), ("llama", "llama_lora")])
+def test_layer_by_layer_merge_matches_the_in_memory_merge(tiny, base, adapter):
+    """The layer-by-layer walk (what an HF folder goes through) gives the in-memory peft merge's tensors and logits
+    (to float tolerance), with the adapter applied or merged, and never holds more than one decoder layer."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from qr_edge_convert.streaming import LayerwiseModel
+
+    ids, reference = _merged_reference(tiny[base], tiny[adapter])
+    model = AutoModelForCausalLM.from_pretrained(tiny[base], dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(model, tiny[adapter]).eval()
+    before = hf_logits(peft_model, ids)
+    merged = {k: v.float().numpy() for k, v in peft_model.merge_and_unload(safe_merge=True).state_dict().items()}
+
+    layered = LayerwiseModel(tiny[base], str(tiny[adapter]))
+
+    def filled_layers() -> int:  # layers with base weights in memory (the adapter's own small weights always are)
+        return sum(
+            any(p.device.type != "meta" for n, p in layer.named_parameters() if "lora_" not in n)
+            for layer in layered.layers
+        )
+
+    assert filled_layers() == 0
+
+    for got, want in zip(layered.logits(ids, merged=False), before, strict=True):
+        assert np.abs(got - want).max() < 1e-4
+    seen, most_filled = {}, 0
+
+    def on_tensor(name, value):
+        nonlocal most_filled
+        seen[name] = value.copy()
+        most_filled = max(most_filled, filled_layers())
+
+    for got, want in zip(layered.logits(ids, merged=True, on_tensor=on_tensor), reference, strict=True):
+        assert np.abs(got - want).max() < 1e-4
+    assert [name for name, _ in layered.plan()] == list(seen) and most_filled == 1 and filled_layers() == 0
+    assert set(merged) - set(seen) <= {"lm_head.weight"}  # tied: llama.cpp reuses the embedding
+    assert max(float(np.abs(seen[k] - merged[k]).max()) for k in seen) < 1e-6
+    walked = {name: value.copy() for name, value in LayerwiseModel(tiny[base], str(tiny[adapter])).tensors()}
+    assert max(float(np.abs(walked[k] - merged[k]).max()) for k in walked) < 1e-6

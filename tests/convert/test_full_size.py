@@ -30,7 +30,15 @@ def test_the_small_stand_in_converts_and_runs(tmp_path):
     assert quants == {"F16", "Q8_0", "Q4_K_M"} and all(r["passed"] for r in result["convert"]["report"]["parity"])
     config = json.loads((tmp_path / "fs" / "model" / "config.json").read_text())
     assert config["vocab_size"] == 151936 and config["tie_word_embeddings"] and config["num_key_value_heads"] == 2
-    run = result["runtime"]
-    assert run["cold"]["generated_tokens"] >= 1 and run["follow_up"]["prompt_tokens_reused"] > 0
+    assert set(result["runtime"]) == {"Q4_K_M", "Q8_0"}
+    for run in result["runtime"].values():
+        assert run["cold"]["generated_tokens"] >= 1 and run["follow_up"]["prompt_tokens_reused"] > 0
+        assert run["cold_greedy"]["forward_passes"] >= run["cold_greedy"]["generated_tokens"] > 0
+        assert run["cold"]["floor_ms"] > 0
     text = docs.read_text()
-    assert "Convert peak RSS / F16 file" in text and "| follow_up |" in text and "Machine:" in text
+    assert (
+        "Convert peak RSS / F16 file" in text
+        and "| follow_up |" in text
+        and "| cold, drafting off |" in text
+        and "Machine:" in text
+    )
