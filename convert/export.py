@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qr_edge.atomic_file import AtomicOutputs, check_interrupted
+from qr_edge.evaluate.bench import peak_rss_mb
 from qr_edge.model_meta import (
     ADAPTER_GATE_KEYS,
     META_ADAPTER_METHOD,
@@ -238,5 +238,5 @@ def convert(options: ConvertOptions, progress: Any | None = None) -> ConvertRepo
 
     report.outputs = [OutputFile(quant=q, path=str(p), bytes=p.stat().st_size) for q, p in targets.items()]
     report.stage_seconds = stages.seconds
-    report.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report.peak_rss_mb = peak_rss_mb()
     return report

@@ -28,6 +28,53 @@ DRAFT_TOKENS = 3
 _PROBE_TEXT = "<history>\n<user>Why is NumPy faster than Python lists?</user>\n</history>\n"
 
 
+class DraftPolicy:
+    """Whether the next pass should verify a prompt-lookup draft: only while drafts pay for themselves.
+
+    A pass that verifies a draft of k tokens computes 1 + k positions. On a small model that costs about what one
+    position does, so drafting is nearly free; on a 3B model on a laptop CPU it costs up to twice as much, and a
+    draft nobody accepts (an unfamiliar domain, random weights) makes decoding slower than plain greedy. The policy
+    keeps running means of what a drafting pass yields (1 + accepted tokens) and of what each kind of pass costs,
+    and while drafting yields fewer tokens per millisecond than a plain pass it drafts only once per 1, 3, 7, ...
+    63 passes (to notice when drafts start to pay again). One policy per adapter, kept across calls. Outputs never
+    depend on it: drafting is exact (``Decoding.pass_rows``)."""
+
+    MAX_SKIP = 63
+    SMOOTHING = 0.3
+
+    def __init__(self) -> None:
+        self.accepted = 1.0  # mean draft tokens accepted per drafting pass (optimistic until measured)
+        self.plain_ms: float | None = None
+        self.draft_ms: float | None = None
+        self.skip = 0  # passes left before the next draft is tried
+        self.misses = 0  # drafting passes in a row that did not pay
+        self.drafted = 0  # drafting passes verified so far (read by benchmarks and tests)
+
+    def allow(self) -> bool:
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
+
+    def _mean(self, old: float | None, new: float) -> float:
+        return new if old is None else old + self.SMOOTHING * (new - old)
+
+    def observe(self, drafted: bool, accepted: int, ms: float) -> None:
+        """A pass's outcome: whether it verified a draft, how many draft tokens were accepted, what it took."""
+        if not drafted:
+            self.plain_ms = self._mean(self.plain_ms, ms)
+            return
+        self.drafted += 1
+        self.accepted = self._mean(self.accepted, float(accepted))
+        self.draft_ms = self._mean(self.draft_ms, ms)
+        if self.plain_ms is None:  # nothing to compare with yet: the next pass is a plain one, to measure
+            self.skip = 1
+            return
+        pays = (1.0 + self.accepted) * self.plain_ms >= self.draft_ms
+        self.misses = 0 if pays else self.misses + 1
+        self.skip = min((1 << self.misses) - 1, self.MAX_SKIP)
+
+
 def _logprob(row: np.ndarray, token: int) -> float:
     """log softmax(row)[token], in float64 (a vocabulary of 262k float32 terms sums with rounding error)."""
     top = float(row.max())
@@ -47,6 +94,7 @@ class Decoding:
 
     def _init_decoding(self, draft_tokens: int | None) -> None:
         self.draft_tokens = draft_tokens
+        self.draft_policies: dict[str | None, DraftPolicy] = {}  # per adapter, kept across calls
         self._invariance: dict[str | None, int] = {}  # probe results per adapter
         self._stop: threading.Event | None = None  # see ``stop_when``
 
@@ -202,11 +250,14 @@ class Decoding:
             text += llm.detokenize([token])
             return stop_b in text[-len(stop_b) - 16 :] or len(out) >= max_tokens
 
-        passes = 1
+        policy = self.draft_policies.setdefault(self._active, DraftPolicy())
+        passes, drafted, pass_ms = 1, False, 0.0  # the prompt's pass is no measure of either kind of pass
         while True:
             accepted = 0
             while accepted < len(draft) and int(predicted[accepted]) == draft[accepted]:
                 accepted += 1
+            if passes > 1:
+                policy.observe(drafted, accepted, pass_ms)
             if any(emit(token, i) for i, token in enumerate(draft[:accepted])):
                 break
             llm.n_tokens = base + 1 + accepted  # drop the rejected draft tokens (removed from KV at the next decode)
@@ -214,13 +265,16 @@ class Decoding:
             if emit(nxt, accepted):
                 break
             draft = []
-            if lookup is not None:
+            if lookup is not None and policy.allow():
                 tail = [*tokens[-lookup.max_ngram :], *out][-lookup.max_ngram :]
                 draft = lookup.draft(tail, max_tokens - len(out) - 1)
+            drafted = bool(draft)
             draft = draft or ([nxt] if padded else [])  # any token: its logits are not used unless it is right
             base = llm.n_tokens
             self._check_stop()
+            started = time.perf_counter()
             rows = self._decode([nxt, *draft])
+            pass_ms = (time.perf_counter() - started) * 1000
             predicted = np.argmax(rows, axis=1)
             passes += 1
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -60,16 +59,13 @@ CONVERSATION = [
 ]
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def build_stand_in(folder: Path, shape: dict, std: float, seed: int = 0) -> dict:
     """The model folder (bf16 shards, tokenizer, ChatML template) and the DoRA adapter beside it."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
+    from qr_edge.evaluate.bench import peak_rss_mb
     from qr_edge.model_source import embedded_model_path
 
     started = time.perf_counter()
@@ -111,14 +107,22 @@ def build_stand_in(folder: Path, shape: dict, std: float, seed: int = 0) -> dict
         "model": str(model_dir),
         "adapter": str(adapter_dir),
         "build_s": round(time.perf_counter() - started, 1),
-        "build_peak_rss_mb": round(_peak_rss_mb(), 1),
+        "build_peak_rss_mb": peak_rss_mb(),
         "safetensors_bytes": params,
         "shards": len(list(model_dir.glob("*.safetensors"))),
     }
 
 
+def run_build(folder: Path, shape: str) -> dict:
+    """``build_stand_in`` in a process of its own: this one stays small, so the convert it starts next measures
+    only its own memory."""
+    cmd = [sys.executable, __file__, "--out", str(folder), "--shape", shape, "--build-only"]
+    subprocess.run(cmd, check=True)
+    return json.loads((folder / "build.json").read_text())
+
+
 def run_convert(model: str, adapter: str, out: Path) -> dict:
-    """``qr-edge convert`` as a user runs it; its own report (stages, peak RSS) and the child's peak RSS."""
+    """``qr-edge convert`` as a user runs it, with its own report (stages, its peak RSS)."""
     cmd = [str(Path(sys.executable).with_name("qr-edge")), "convert", "--base", model, "--adapter", adapter]
     cmd += ["--out", str(out), "--quant", QUANTS, "--json", "--force"]
     started = time.perf_counter()
@@ -126,12 +130,7 @@ def run_convert(model: str, adapter: str, out: Path) -> dict:
     wall = time.perf_counter() - started
     if proc.returncode:
         return {"failed": True, "exit_code": proc.returncode, "stderr": proc.stderr[-2000:], "wall_s": round(wall, 1)}
-    report = json.loads(proc.stdout)
-    return {
-        "wall_s": round(wall, 1),
-        "child_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "report": report,
-    }
+    return {"wall_s": round(wall, 1), "report": json.loads(proc.stdout)}
 
 
 def run_rewrites(path: str, threads: int | None) -> dict:
@@ -161,6 +160,8 @@ def run_rewrites(path: str, threads: int | None) -> dict:
             floor = rw.engine.floor_ms(t.prompt_tokens_reused, t.prompt_tokens_evaluated, t.generated_tokens)
             row[f"{name}_greedy" if mode == "greedy" else name] = {
                 "ms": t.total_ms,
+                "prompt_ms": t.prompt_ms,
+                "generation_ms": t.generation_ms,
                 "floor_ms": round(floor, 1),
                 "prompt_tokens_evaluated": t.prompt_tokens_evaluated,
                 "prompt_tokens_reused": t.prompt_tokens_reused,
@@ -195,14 +196,14 @@ def markdown(result: dict) -> str:
         report = conv["report"]
         for stage, seconds in report["stage_seconds"].items():
             lines.append(f"| convert: {stage} | {seconds} | |")
-        lines.append(f"| convert, whole (`qr-edge convert`) | {conv['wall_s']} | {conv['child_peak_rss_mb']} |")
+        lines.append(f"| convert, whole (`qr-edge convert`) | {conv['wall_s']} | {report['peak_rss_mb']} |")
         lines += ["", "| output | bytes |", "|---|---|"]
         f16 = 0
         for out in report["outputs"]:
             lines.append(f"| {out['quant']} | {out['bytes']:,} |")
             f16 = out["bytes"] if out["quant"] == "F16" else f16
         if f16:
-            ratio = conv["child_peak_rss_mb"] * 2**20 / f16
+            ratio = report["peak_rss_mb"] * 2**20 / f16
             lines += [
                 "",
                 f"Convert peak RSS / F16 file: **{ratio:.2f}×** (the goal: ≤ 1.5×; at the small shape the"
@@ -215,16 +216,18 @@ def markdown(result: dict) -> str:
             f"{'on' if r['drafting'] else 'off'}; KV snapshot budget {r['max_cache_bytes']:,} bytes); the floor is "
             "llama.cpp alone for the same token counts, measured right after each turn:",
             "",
-            "| rewrite | ms | floor ms | efficiency (floor / ms) | prompt tokens new | reused | generated | passes "
-            "| KV snapshots, bytes |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| rewrite | ms | floor ms | efficiency (floor / ms) | prompt tokens new | reused | prompt tokens/s "
+            "| generated | generated tokens/s | passes | KV snapshots, bytes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name in ("cold", "follow_up", "cold_greedy", "follow_up_greedy"):
             t = r[name]
             label = name.replace("_greedy", ", drafting off")
             lines.append(
                 f"| {label} | {t['ms']} | {t['floor_ms']} | {t['floor_ms'] / t['ms']:.2f} | "
-                f"{t['prompt_tokens_evaluated']} | {t['prompt_tokens_reused']} | {t['generated_tokens']} | "
+                f"{t['prompt_tokens_evaluated']} | {t['prompt_tokens_reused']} | "
+                f"{1000 * t['prompt_tokens_evaluated'] / max(t['prompt_ms'], 1e-9):.1f} | {t['generated_tokens']} | "
+                f"{1000 * t['generated_tokens'] / max(t['generation_ms'], 1e-9):.1f} | "
                 f"{t['forward_passes']} | {t['cache_bytes']:,} |"
             )
         if r["drafting"]:
@@ -242,10 +245,15 @@ def main() -> None:
     parser.add_argument("--shape", choices=("full", "small"), default="full")
     parser.add_argument("--docs", type=Path, help="write the markdown report here")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    shape = QWEN25_3B if args.shape == "full" else SMALL
+    if args.build_only:
+        (args.out / "build.json").write_text(json.dumps(build_stand_in(args.out, shape, STD[args.shape])))
+        return
     result: dict = {"shape": args.shape, "command": " ".join(["python", "scripts/full_size.py", *sys.argv[1:]])}
-    result["build"] = build_stand_in(args.out, QWEN25_3B if args.shape == "full" else SMALL, STD[args.shape])
+    result["build"] = run_build(args.out, args.shape)
     result["convert"] = run_convert(result["build"]["model"], result["build"]["adapter"], args.out / "standin.gguf")
     result["runtime"] = {}
     for quant in RUN_QUANTS:

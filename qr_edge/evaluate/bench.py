@@ -127,7 +127,7 @@ def _row(
         mean_prompt_tokens_reused=round(statistics.mean(reused), 1) if reused else None,
         generated_tokens_per_s=round(sum(generated) / gen_s, 1) if generated and gen_s else None,
         load_s=round(load_s, 2),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mb=peak_rss_mb(),
         note=note,
     )
 
@@ -374,6 +374,20 @@ def cpu_flags() -> set[str]:
         return set()
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     return set(line.split(":", 1)[-1].split())
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set since it started its program, in MB. Linux's ``VmHWM`` (the high-water mark
+    of this program's own memory map); ``ru_maxrss`` also keeps the RSS of the process it was forked from before
+    the ``exec``, so a convert started by a script that held a 6 GB model would report those 6 GB as its own."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def machine() -> str:

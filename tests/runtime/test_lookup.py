@@ -88,3 +88,39 @@ def test_split_invariance_sets_pass_rows_and_drafting(default_rw):
     engine.draft_tokens = 0
     assert not engine.drafting
     engine.draft_tokens = None
+
+
+def _simulate(policy, passes: int, accepted: int, plain_ms: float, draft_ms: float) -> int:
+    """``passes`` decoding passes where a draft is always found: how many of them verified one."""
+    for _ in range(passes):
+        if policy.allow():
+            policy.observe(True, accepted, draft_ms)
+        else:
+            policy.observe(False, 0, plain_ms)
+    return policy.drafted
+
+
+def test_draft_policy_stops_drafting_that_does_not_pay_and_keeps_drafting_that_does():
+    from qr_edge.decoding import DraftPolicy
+
+    # a 3B model on a laptop CPU with drafts nobody accepts: a drafting pass costs 1.7 plain ones
+    assert _simulate(DraftPolicy(), 200, accepted=0, plain_ms=100.0, draft_ms=170.0) <= 10
+    # drafts accepted (two tokens a pass at 1.3x the cost): every pass drafts but the one plain pass that measures
+    assert _simulate(DraftPolicy(), 200, accepted=2, plain_ms=100.0, draft_ms=130.0) == 199
+    # free drafts are never wasted, even unaccepted ones
+    assert _simulate(DraftPolicy(), 200, accepted=0, plain_ms=100.0, draft_ms=99.0) == 199
+    # drafts that start to pay again are noticed within the longest back-off
+    policy = DraftPolicy()
+    _simulate(policy, 200, accepted=0, plain_ms=100.0, draft_ms=170.0)
+    before = policy.drafted
+    assert (
+        _simulate(policy, 200, accepted=3, plain_ms=100.0, draft_ms=170.0) - before >= 200 - DraftPolicy.MAX_SKIP - 10
+    )
+
+
+def test_the_embedded_model_keeps_drafting(default_rw):
+    """On the embedded model drafts pay (a rewrite copies runs of the query and the history): the policy keeps them."""
+    result = default_rw.rewrite(CONVERSATION)
+    if default_rw.engine.drafting:
+        policy = max(default_rw.engine.draft_policies.values(), key=lambda p: p.drafted)
+        assert policy.drafted >= 1 and result.timings.generated_tokens > result.timings.forward_passes
