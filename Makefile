@@ -78,8 +78,8 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
-# Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, a 1,250-step plan (v2's budget of
-# 10,000 examples) trained in --resume segments. gemma-checkpoint ships the latest checkpoint (the committed adapter
+# Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, trained in --resume segments: one
+# epoch, 698 steps (--max-steps 1250 only caps the one-epoch plan; --epochs 1.8 would be v2's 10,000 examples). gemma-checkpoint ships the latest checkpoint (the committed adapter
 # is step 480 of the plan: docs/default-adapter.md), gate and confidence calibrated on dev; a finished run ships the
 # same way.
 GEMMA_DIR := build/gemma/adapter
