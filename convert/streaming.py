@@ -98,28 +98,30 @@ class LayerwiseModel:
             self.peft.eval()
             model = self.peft.get_base_model()
         self.model = model
-        self.tied = bool(getattr(self.config, "tie_word_embeddings", False))
+        tied = bool(getattr(self.config, "tie_word_embeddings", False))
         self.layers = model.get_decoder().layers
         prefix = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)}
         self._layer_params = [
             [prefix[id(p)] for name, p in layer.named_parameters() if "lora_" not in name] for layer in self.layers
         ]
         in_layers = {n for names in self._layer_params for n in names}
-        self._outer = [
+        outer = [
             n
             for n, _ in model.named_parameters()
-            if n not in in_layers and "lora_" not in n and not (self.tied and n == "lm_head.weight")
+            if n not in in_layers and "lora_" not in n and not (tied and n == "lm_head.weight")
         ]
+        # written before the layers (the embedding) and after them (the final norm, an untied output), as the
+        # model's own state dict orders them
+        self._tail = [n for n in outer if n == "model.norm.weight" or n.startswith("lm_head")]
+        self._head = [n for n in outer if n not in self._tail]
         self._shapes = {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}
-        self._fill(self._outer)
-        if self.tied:
+        self._fill(outer)
+        if tied:
             model.get_output_embeddings().weight = model.get_input_embeddings().weight
 
     def plan(self) -> list[tuple[str, tuple[int, ...]]]:
         """(name in the shards, shape) of every tensor of the merged model, in the order ``tensors`` yields them."""
-        head = [n for n in self._outer if n != "model.norm.weight" and not n.startswith("lm_head")]
-        tail = [n for n in self._outer if n not in head]
-        names = head + [n for names in self._layer_params for n in names] + tail
+        names = self._head + [n for names in self._layer_params for n in names] + self._tail
         return [(_shard_name(n), self._shapes[n]) for n in names]
 
     def _fill(self, names: Sequence[str]) -> None:
@@ -135,11 +137,10 @@ class LayerwiseModel:
         for name in names:
             set_module_tensor_to_device(self.model, name, "meta")
 
-    def _outer_tensors(self, which: str) -> Iterator[tuple[str, np.ndarray]]:
+    def _outer_tensors(self, names: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
         params = dict(self.model.named_parameters())
-        for name, _ in self.plan():
-            if name in self._outer and (name == "model.norm.weight" or name.startswith("lm_head")) == (which == "tail"):
-                yield name, params[name].detach().numpy()
+        for name in names:
+            yield name, params[name].detach().numpy()
 
     @contextmanager
     def _layer(self, i: int, merge: bool) -> Iterator[list[tuple[str, np.ndarray]]]:
@@ -160,11 +161,11 @@ class LayerwiseModel:
 
     def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
         """The merged model's tensors in ``plan`` order, one layer in memory at a time (no forward pass)."""
-        yield from self._outer_tensors("head")
+        yield from self._outer_tensors(self._head)
         for i in range(len(self.layers)):
             with self._layer(i, merge=True) as layer:
                 yield from layer
-        yield from self._outer_tensors("tail")
+        yield from self._outer_tensors(self._tail)
 
     def logits(
         self,
@@ -182,7 +183,7 @@ class LayerwiseModel:
         input_ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in ids], dtype=torch.long)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids], dtype=torch.long)
         emit = on_tensor or (lambda name, value: None)
-        for name, value in self._outer_tensors("head"):
+        for name, value in self._outer_tensors(self._head):
             emit(name, value)
         opened: dict[int, Any] = {}
 
@@ -196,7 +197,7 @@ class LayerwiseModel:
             opened.pop(index[id(module)]).__exit__(None, None, None)
 
         index = {id(layer): i for i, layer in enumerate(self.layers)}
-        hooks = [h for layer in self.layers for h in (layer.register_forward_pre_hook(before),)]
+        hooks = [layer.register_forward_pre_hook(before) for layer in self.layers]
         hooks += [layer.register_forward_hook(after) for layer in self.layers]
         try:
             with torch.no_grad():
@@ -206,6 +207,6 @@ class LayerwiseModel:
                 h.remove()
             for ctx in opened.values():
                 ctx.__exit__(None, None, None)
-        for name, value in self._outer_tensors("tail"):
+        for name, value in self._outer_tensors(self._tail):
             emit(name, value)
         return [out[b, : len(s)].float().numpy().copy() for b, s in enumerate(ids)]
