@@ -78,10 +78,9 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
-# Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, trained in --resume segments: one
-# epoch, 698 steps (--max-steps 1250 only caps the one-epoch plan; --epochs 1.8 would be v2's 10,000 examples). gemma-checkpoint ships the latest checkpoint (the committed adapter
-# is step 480 of the plan: docs/default-adapter.md), gate and confidence calibrated on dev; a finished run ships the
-# same way.
+# Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, trained in --resume segments to
+# v4's budget in examples: --epochs 1.791 = 1,250 steps x 8 = 10,000 (v4: v1's 8,000 + 2,000). gemma-checkpoint ships
+# the finished adapter (or, mid-run, the latest checkpoint) with gate and confidence calibrated on dev.
 GEMMA_DIR := build/gemma/adapter
 GEMMA_SHIP := build/gemma/ship
 GEMMA_ADAPTER := qr_edge/assets/gemma3-270m-rewrite.lora.gguf
@@ -89,7 +88,7 @@ GEMMA_ADAPTER := qr_edge/assets/gemma3-270m-rewrite.lora.gguf
 gemma-train: $(VENV)/.convert mix
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base gemma3-270m --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl \
 		--eval-limit 40 --out $(GEMMA_DIR) --lora --rank 16 --alpha 32 --lr 5e-4 --batch 8 --max-len 384 --gate-ratio 0.1 \
-		--save-every 40 --max-steps 1250 --prompt-format 2 --resume
+		--save-every 40 --epochs 1.791 --max-steps 1250 --prompt-format 2 --resume
 
 gemma-checkpoint: $(VENV)/.convert
 	rm -rf $(GEMMA_SHIP) && mkdir -p $(GEMMA_SHIP)

@@ -33,8 +33,8 @@ class QueryGate:
         self.need_threshold = need_threshold
         self.depend_threshold = depend_threshold
 
-    def _ask(self, messages: Sequence[Message], question: GateQuestion) -> tuple[float, Timings]:
-        """P(yes) for one question, the prompt fitted to the context exactly as training fits it."""
+    def probability(self, messages: Sequence[Message], question: GateQuestion) -> tuple[float, Timings]:
+        """P(yes) for one question, fitted to the context as training fits it (calibration reads it too)."""
         fitted = fit_to_budget(
             messages,
             lambda m: self.builder.gate_prompt(m, question),
@@ -49,11 +49,11 @@ class QueryGate:
 
     def decide(self, messages: Sequence[Message]) -> tuple[GateVerdict, Timings]:
         timings = Timings()
-        p_need, t = self._ask(messages, GateQuestion.NEEDS_REWRITE)
+        p_need, t = self.probability(messages, GateQuestion.NEEDS_REWRITE)
         timings.add(t)
         verdict = GateVerdict(needs_rewrite=p_need >= self.need_threshold, needs_rewrite_p=round(p_need, 4))
         if verdict.needs_rewrite:
-            p_dep, t = self._ask(messages, GateQuestion.DEPENDS_ON_ANSWER)
+            p_dep, t = self.probability(messages, GateQuestion.DEPENDS_ON_ANSWER)
             timings.add(t)
             verdict.depends_on_answer = p_dep >= self.depend_threshold
             verdict.depends_on_answer_p = round(p_dep, 4)

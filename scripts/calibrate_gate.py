@@ -43,7 +43,7 @@ def main() -> None:
 
     def p_depends(messages) -> float | None:
         users = [m for m in messages if m.role == "user"]
-        return gate._ask(users, GateQuestion.DEPENDS_ON_ANSWER)[0] if len(users) >= 2 else None
+        return gate.probability(users, GateQuestion.DEPENDS_ON_ANSWER)[0] if len(users) >= 2 else None
 
     negatives = [p_depends(r.messages) for name in NEGATIVE for r in read_dataset(args.mix / name)]
     positives = []

@@ -169,7 +169,7 @@ def table(args: argparse.Namespace) -> None:
             ),
         ),
         (
-            "confidence (uncalibrated) AUROC / ECE, all dev",
+            "confidence as shipped (its map fitted on dev) AUROC / ECE, all dev",
             lambda r: f"{calibration(r, 'auroc')} / {calibration(r, 'ece')}",
         ),
         ("prompt tokens per dev conversation, Chinese", lambda r: r.get("prompt_tokens_zh")),
