@@ -73,7 +73,7 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(PY) scripts/calibrate_gate.py --adapter-gguf $(ADAPTER) --adapter-dir $(ADAPTER_DIR) --mix $(MIX)
 	# the confidence map, fitted on the dev cases of this adapter on the run copy that serves it (not the shipped Q4_1
 	# file: its scores differ), then written into its GGUF too
-	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --limit 60 --model smollm2-135m --adapter $(ADAPTER) \
+	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --model smollm2-135m --adapter $(ADAPTER) \
 		--out build/eval/adapter-dev.json --cases build/eval/adapter-dev.cases.jsonl
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
