@@ -121,6 +121,7 @@ def test_draft_policy_stops_drafting_that_does_not_pay_and_keeps_drafting_that_d
 def test_the_embedded_model_keeps_drafting(default_rw):
     """On the embedded model drafts pay (a rewrite copies runs of the query and the history): the policy keeps them."""
     result = default_rw.rewrite(CONVERSATION)
-    if default_rw.engine.drafting:
-        policy = max(default_rw.engine.draft_policies.values(), key=lambda p: p.drafted)
-        assert policy.drafted >= 1 and result.timings.generated_tokens > result.timings.forward_passes
+    if not default_rw.engine.drafting:
+        pytest.skip("the split-invariance probe turned drafting off on this machine")
+    policy = max(default_rw.engine.draft_policies.values(), key=lambda p: p.drafted)
+    assert policy.drafted >= 1 and result.timings.generated_tokens > result.timings.forward_passes
