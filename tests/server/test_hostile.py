@@ -82,12 +82,15 @@ def test_head_probe_and_no_redirect_that_echoes_the_host(client):
 def test_a_megabyte_query_or_turn_costs_no_seconds(client):
     big = "word " * 400_000  # 2 MB
     start = time.perf_counter()
+    assert client.post("/v1/rewrite", json={"messages": CONVERSATION}).status_code == 200
+    small = time.perf_counter() - start  # this machine's own pace: the bound scales with it, not a fixed wall time
+    start = time.perf_counter()
     r = client.post("/v1/rewrite", json={"messages": [*CONVERSATION[:2], {"role": "user", "content": big}]})
     assert error_of(r, 422)["type"] == "ContextOverflowError"
     history = [{"role": "user", "content": big}, *CONVERSATION]  # dropped: the rewrite runs on the rest
     ok = client.post("/v1/rewrite", json={"messages": history})
     assert ok.status_code == 200, ok.text
-    assert time.perf_counter() - start < 8  # tokenizing 2 MB took 11 s before it was refused
+    assert time.perf_counter() - start < 2 + 10 * small  # tokenizing 2 MB took 11 s (~50 rewrites) before
 
 
 def test_either_key_header_that_matches_is_enough(pool):
