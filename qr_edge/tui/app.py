@@ -116,19 +116,23 @@ class RewriteApp(App[None]):
 
     @work(thread=True, group="rewrite")
     def rewrite_turn(self, turn: Turn, view: TurnView) -> None:
+        session = self.session  # a clear (or load) replaces it while the model runs: results go nowhere then
         try:
             if self.rewriter is None:
                 raise QrEdgeError("no model loaded")
-            self.session.rewrite(self.rewriter, turn, self.legacy)
+            session.rewrite(self.rewriter, turn, self.legacy)
         except QrEdgeError as exc:
             self.call_from_thread(view.show_error, str(exc))
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.call_from_thread(self._rewritten, turn, view)
-        turns = self.session.turns  # empty when the conversation was cleared while this turn was rewritten
-        if self.answer_mode and turns and turn is turns[-1]:
-            answer = self.session.reply(self.rewriter)
-            self.call_from_thread(self.add_turn, "assistant", answer or "…")
+        if self.answer_mode and session is self.session and turn is session.turns[-1]:
+            answer = session.reply(self.rewriter)
+            self.call_from_thread(self._answered, session, answer)
+
+    def _answered(self, session: Session, answer: str) -> None:
+        if session is self.session:  # checked on the UI thread, where a clear happens
+            self.add_turn("assistant", answer or "…")
 
     def _rewritten(self, turn: Turn, view: TurnView) -> None:
         view.show_result()
