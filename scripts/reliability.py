@@ -435,7 +435,7 @@ def main() -> None:
     b = sub.add_parser("batch")
     b.add_argument("--lines", type=int, default=100_000)
     b.add_argument("--first-turn-share", type=float, default=0.75)
-    b.add_argument("--kill-after", type=float, default=600, help="SIGKILL at a random point in 20-80% of this")
+    b.add_argument("--kill-after", type=float, default=600, help="SIGKILL at a random point in 20-80%% of this")
     b.add_argument("--mix", type=Path, default=ROOT / "build" / "mix")
     b.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
