@@ -22,6 +22,14 @@ def check_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def check_target(target: Path, option: str) -> None:
+    """Refuse, before any long work, an output path that the final write would refuse."""
+    if target.is_dir():
+        raise InputFileError(f"{option} {target} is a folder; give a file path")
+    if not target.parent.is_dir():
+        raise InputFileError(f"{option} {target}: folder {target.parent} does not exist")
+
+
 class AtomicOutputs:
     """Temp files reserved beside their targets; ``commit()`` renames them all, exit removes what was not committed.
 

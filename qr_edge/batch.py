@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .atomic_file import check_target
 from .errors import InputFileError, QrEdgeError
 from .messages import BatchItem
 from .result import RewriteResult
@@ -61,10 +62,7 @@ def completed_lines(path: Path) -> int:
 
 def check_output(path: Path, resume: bool) -> None:
     """Refuse an output path that cannot work, before any model is loaded."""
-    if path.is_dir():
-        raise InputFileError(f"--output {path} is a folder; give a file path")
-    if not path.parent.is_dir():
-        raise InputFileError(f"--output {path}: folder {path.parent} does not exist")
+    check_target(path, "--output")
     if path.exists() and not resume:
         raise InputFileError(f"--output {path} exists; pass --resume to continue it, or remove it")
     if not os.access(path if path.exists() else path.parent, os.W_OK):

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..atomic_file import write_text_atomic
+from ..atomic_file import check_target, write_text_atomic
 from ..data.dataset import read_dataset
 from ..errors import InputFileError
 from ..evaluate.calibration import calibration_rows, tradeoff, write_plots
@@ -87,6 +87,9 @@ def eval_command(
     min_confidence: MinConfidenceOpt = None,
 ) -> None:
     """Exact match, BLEU-4, ROUGE-L, unchanged accuracy, missing-context safety, leakage and more."""
+    for option, target in (("--out", out), ("--cases", cases_out)):
+        if target is not None:  # refused now, not after the whole evaluation has run
+            check_target(target, option)
     records, styles = [], {}
     for path in data:
         part = read_dataset(path)[:limit]
