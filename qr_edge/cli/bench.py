@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..atomic_file import write_text_atomic
+from ..atomic_file import check_target, write_text_atomic
 from ..errors import InputFileError
 from ..evaluate.bench import SYSTEMS, BenchRow, machine, run_bench
 from ..model_source import resolve_model
@@ -105,6 +105,9 @@ def bench(
         )
     if turns < 2 or repeat < 1:
         raise InputFileError("--turns must be at least 2 and --repeat at least 1")
+    for option, target in (("--out", out), ("--docs", docs)):
+        if target is not None:  # refused now, not after minutes of benchmarking
+            check_target(target, option)
     path = resolve_model(model)
     err_console.print(f"benchmarking {path} on {machine()}", highlight=False)
     rows = run_bench(

@@ -229,13 +229,19 @@ def test_bench_says_slower_when_qr_edge_is_slower():
     assert _ratio(200.0, 100.0) == "2.0x faster" and _ratio(70.0, 100.0) == "1.4x slower"
 
 
-def test_eval_refuses_an_output_in_a_missing_folder_before_it_runs(tmp_path):
+def test_eval_and_bench_refuse_an_output_in_a_missing_folder_before_they_run(tmp_path):
     """The output folder is checked first: the model here does not even exist, and the refusal names the folder
     (an evaluation of 886 cases used to run for minutes and then fail on its --out)."""
     data = tmp_path / "d.jsonl"
     write_dataset([RewriteRecord(id="a", lang="en", messages=CONV, rewrite="Is Rust hard?", label="rewritten")], data)
-    for option in ("--out", "--cases"):
-        target = tmp_path / "missing" / "r.json"
-        proc = run("eval", "--data", str(data), "--model", str(tmp_path / "none.gguf"), option, str(target))
+    target = tmp_path / "missing" / "r.json"
+    model = ("--model", str(tmp_path / "none.gguf"))
+    for args in (
+        ("eval", "--data", str(data), *model, "--out", str(target)),
+        ("eval", "--data", str(data), *model, "--cases", str(target)),
+        ("bench", *model, "--out", str(target)),
+        ("bench", *model, "--docs", str(target)),
+    ):
+        proc = run(*args)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
-        assert f"{option} {target}: folder {target.parent} does not exist" in proc.stderr, proc.stderr
+        assert f"{args[-2]} {target}: folder {target.parent} does not exist" in proc.stderr, proc.stderr
