@@ -3,7 +3,8 @@
 Content is compared as *units*: lower-cased Latin words (English content words, with stop words and
 plural/possessive endings removed) and CJK character bigrams. A unit that appears in the few-shot
 examples but nowhere in the conversation is example leakage; a unit found nowhere in the
-conversation at all is unsupported content.
+conversation at all is unsupported content. Two outputs are no rewrite at all: one stuck in a loop (rejected), and one
+that brings nothing of the conversation into the query, only respelling it (the query is kept, as unchanged).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from .examples import FewShotExample
 from .messages import Message
 from .result import Decision
-from .text import CJK_RUN, MARKUP, copied_chars, fold, is_question, new_content, units_of
+from .text import CJK_RUN, MARKUP, adds_from, copied_chars, fold, is_question, new_content, new_loop, units_of
 
 _ANSWER_OPENERS = re.compile(
     r"^(yes|no|sure|certainly|of course|here is|here's|it is|it's|the answer|是的|不是|当然|可以的|好的|答案)\b", re.I
@@ -70,6 +71,9 @@ class LeakageGuard:
             return GuardVerdict(Decision.REJECTED_INVALID, "output has several lines")
         if fold(out).split() == fold(query.strip()).split():
             return GuardVerdict(Decision.UNCHANGED)
+        loop = new_loop(out, query)
+        if loop:
+            return GuardVerdict(Decision.REJECTED_INVALID, f"output repeats itself: {loop[:40]}")
         limit = max(self.max_length_ratio * len(query.strip()), len(query.strip()) + self.max_extra_chars)
         own = len(out) - copied_chars(out, query, [m.content for m in messages[:-1]])
         if own > limit:
@@ -92,4 +96,6 @@ class LeakageGuard:
             return GuardVerdict(
                 Decision.REJECTED_UNSUPPORTED, "content not in the conversation: " + ", ".join(sorted(new_units)[:8])
             )
+        if not adds_from(out, query, [m.content for m in messages[:-1]]):
+            return GuardVerdict(Decision.UNCHANGED, "the output adds nothing from the conversation to the query")
         return GuardVerdict(Decision.REWRITTEN)

@@ -105,6 +105,24 @@ def new_content(text: str, conversation: Sequence[str]) -> set[str]:
     return {u for u in content_units(text) - conv_units if not (CJK_RUN.fullmatch(u) and set(u) <= conv_chars)}
 
 
+_LOOP = re.compile(r"([^\W\d_].+?)\1{2,}")
+
+
+def new_loop(text: str, query: str) -> str | None:
+    """A stretch of ``text`` that repeats one piece of two or more characters three times or more in a row and that
+    the query lacks: a small model stuck in a loop ("寄过去的寄过去的寄过去的…"), never a rewrite."""
+    squeezed = re.sub(r"\s+", " ", fold(text))
+    plain_query = re.sub(r"\s+", " ", fold(query))
+    return next((m.group(0) for m in _LOOP.finditer(squeezed) if m.group(0) not in plain_query), None)
+
+
+def adds_from(text: str, query: str, history: Sequence[str]) -> bool:
+    """Whether ``text`` brings a content unit of the earlier turns that the query lacks: what resolving a reference
+    or an ellipsis from the conversation does. An output that only respells the query ("a Irish" -> "an Irish",
+    "Adelson" -> "Adelsons") or adds nothing the conversation holds is no rewrite of it."""
+    return bool((content_units(text) - content_units(query)) & units_of(history))
+
+
 def is_question(text: str) -> bool:
     t = text.strip()
     if t.endswith(("?", "？")):

@@ -8,21 +8,27 @@ nowhere in the conversation; "after" is the guard as it is, which does not count
 copies from earlier turns and allows weight 2 (one English word, two Chinese bigrams).
 
     python scripts/guard_rules.py --cases build/eval/new-dev.cases.jsonl build/mix/dev-*.jsonl
+
+``--styles``: the guard as it is now re-applied to the raw outputs of an older eval's cases (the model's outputs do
+not change with the guard, so no model runs): BLEU and queries kept unchanged per style, as the eval reported them
+and as the guard would make them.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
-from qr_edge import LeakageGuard
+from qr_edge import Decision, LeakageGuard
 from qr_edge.data.dataset import read_dataset
-from qr_edge.evaluate.quality import CaseResult, matches_reference
+from qr_edge.evaluate.quality import CaseResult, bleu_scorer, matches_reference, references
 from qr_edge.text import normalise
 
 
 def rule(verdict) -> str:
+    if verdict.decision.value == "unchanged":
+        return "kept: adds nothing from the conversation"
     if verdict.accepted:
         return "accepted"
     if "characters" in verdict.reason:
@@ -32,12 +38,46 @@ def rule(verdict) -> str:
     )
 
 
+def styles(cases: Path, records: dict) -> None:
+    """Per style: BLEU and kept-unchanged of the eval's ``qr-edge`` outputs, then of the current guard's verdicts."""
+    guard, bleu = LeakageGuard(), bleu_scorer()
+    rows: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0, 0, 0, 0])
+    for line in cases.read_text(encoding="utf-8").splitlines():
+        case = CaseResult.model_validate_json(line)
+        rec = records[case.id]
+        before = after = case.outputs["qr-edge"]
+        if case.decision in ("rewritten", "unchanged"):  # the guard's own verdicts; gate and errors stay as they were
+            raw = case.outputs["raw"]
+            after = raw if guard.check(raw, rec.messages).decision == Decision.REWRITTEN else rec.query
+        b0, b1 = bleu(before, references(case), case.lang), bleu(after, references(case), case.lang)
+        for key in ("all", case.style):
+            row = rows[key]
+            row[0] += 1
+            row[1] += b0
+            row[2] += b1
+            row[3] += after != before
+            if case.label == "unchanged":
+                row[4] += 1
+                row[5] += normalise(before) == normalise(case.query)
+                row[6] += normalise(after) == normalise(case.query)
+    print(f"The guard as it is on the raw outputs of {cases}\n")
+    print("| style | n | BLEU as evaluated | BLEU, guard now | outputs that change | kept as evaluated | kept, now |")
+    print("|---|---|---|---|---|---|---|")
+    for key, (n, b0, b1, changed, need, k0, k1) in sorted(rows.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        kept0, kept1 = (f"{k0}/{need}", f"{k1}/{need}") if need else ("-", "-")
+        print(f"| {key} | {n} | {100 * b0 / n:.1f} | {100 * b1 / n:.1f} | {changed} | {kept0} | {kept1} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, required=True)
+    parser.add_argument("--styles", action="store_true", help="BLEU and kept per style with the guard as it is now")
     parser.add_argument("data", type=Path, nargs="+")
     args = parser.parse_args()
     records = {r.id: r for path in args.data for r in read_dataset(path)}
+    if args.styles:
+        styles(args.cases, records)
+        return
     guard = LeakageGuard()  # the fine-tuned default shows no few-shot examples
     old_guard = LeakageGuard(max_unsupported_weight=4)
     counts: dict[str, Counter] = {"before": Counter(), "after": Counter()}

@@ -126,3 +126,33 @@ def test_a_rewrite_may_be_as_long_as_the_query_plus_what_it_copies(history, quer
     invented = query.rstrip("?") + " in the long and complicated story of the famous couple from far away?"
     verdict = GUARD.check(invented, messages)
     assert verdict.decision == Decision.REJECTED_INVALID and "not copied from earlier turns" in verdict.reason
+
+
+def _chat(question: str, answer: str, query: str) -> list:
+    return parse_messages(
+        [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": query},
+        ]
+    )
+
+
+def test_an_output_stuck_in_a_loop_is_rejected_unless_the_query_repeats_the_same():
+    verdict = GUARD.check(
+        "所以我打算给你寄过去的寄过去的寄过去的寄过去的", _chat("作业写完了吗", "写完了", "所以我打算给你寄过去")
+    )
+    assert verdict.decision == Decision.REJECTED_INVALID and "repeats itself" in verdict.reason
+    laugh = _chat("作业写完了吗", "写完了", "哈哈哈哈哈哈作业呢")
+    assert GUARD.check("哈哈哈哈哈哈作业写完了吗", laugh).decision == Decision.REWRITTEN
+
+
+def test_an_output_that_only_respells_the_query_keeps_the_query():
+    about = ("Tell me about the Irish Wolfhound.", "The Irish Wolfhound is one of the tallest dog breeds.")
+    verdict = GUARD.check(
+        "How much does an Irish Wolfhound weigh?", _chat(*about, "How much does a Irish Wolfhound weigh?")
+    )
+    assert verdict.decision == Decision.UNCHANGED and "adds nothing" in verdict.reason
+    assert (
+        GUARD.check("How tall is the Irish Wolfhound?", _chat(*about, "How tall is it?")).decision == Decision.REWRITTEN
+    )
