@@ -75,7 +75,8 @@ class LeakageGuard:
         if loop:
             return GuardVerdict(Decision.REJECTED_INVALID, f"output repeats itself: {loop[:40]}")
         limit = max(self.max_length_ratio * len(query.strip()), len(query.strip()) + self.max_extra_chars)
-        own = len(out) - copied_chars(out, query, [m.content for m in messages[:-1]])
+        history = [m.content for m in messages[:-1]]
+        own = len(out) - copied_chars(out, query, history)
         if own > limit:
             return GuardVerdict(
                 Decision.REJECTED_INVALID,
@@ -96,6 +97,6 @@ class LeakageGuard:
             return GuardVerdict(
                 Decision.REJECTED_UNSUPPORTED, "content not in the conversation: " + ", ".join(sorted(new_units)[:8])
             )
-        if not adds_from(out, query, [m.content for m in messages[:-1]]):
+        if not adds_from(out, query, history):
             return GuardVerdict(Decision.UNCHANGED, "the output adds nothing from the conversation to the query")
         return GuardVerdict(Decision.REWRITTEN)

@@ -27,7 +27,7 @@ from qr_edge.text import normalise
 
 
 def rule(verdict) -> str:
-    if verdict.decision.value == "unchanged":
+    if verdict.decision == Decision.UNCHANGED:
         return "kept: adds nothing from the conversation"
     if verdict.accepted:
         return "accepted"
