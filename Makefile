@@ -74,6 +74,7 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF
 	$(PY) scripts/calibrate_gate.py --adapter-gguf $(ADAPTER) --adapter-dir $(ADAPTER_DIR) --mix $(MIX)
+	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the confidence map, fitted on the dev cases of this adapter on the run copy that serves it (not the shipped Q4_1
 	# file: its scores differ), then written into its GGUF too
 	mkdir -p build/eval
