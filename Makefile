@@ -79,7 +79,7 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	# file: its scores differ), then written into its GGUF too
 	mkdir -p build/eval
 	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --model smollm2-135m --adapter $(ADAPTER) \
-		--out build/eval/adapter-dev.json --cases build/eval/adapter-dev.cases.jsonl
+		--min-confidence 0 --out build/eval/adapter-dev.json --cases build/eval/adapter-dev.cases.jsonl
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
@@ -109,7 +109,7 @@ gemma-checkpoint: $(VENV)/.convert
 	$(QR) convert --base gemma3-270m --adapter $(GEMMA_SHIP) --adapter-only --out $(GEMMA_ADAPTER) --force
 	mkdir -p build/eval
 	$(QR) eval $(foreach f,$(wildcard $(MIX)/dev-*.jsonl),--data $(f)) --limit 60 --model gemma3-270m --adapter $(GEMMA_ADAPTER) \
-		--out build/eval/gemma-dev.json --cases build/eval/gemma-dev.cases.jsonl
+		--min-confidence 0 --out build/eval/gemma-dev.json --cases build/eval/gemma-dev.cases.jsonl
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/gemma-dev.cases.jsonl --adapter-dir $(GEMMA_SHIP)
 	$(QR) convert --base gemma3-270m --adapter $(GEMMA_SHIP) --adapter-only --out $(GEMMA_ADAPTER) --force
 

@@ -19,9 +19,13 @@ from pydantic import BaseModel, ValidationError, model_validator
 
 from .model_meta import META_CONFIDENCE_CALIBRATION
 
-#: What "right" means, once for every calibration: the result's ``rewrite`` equals one of the references after
-#: ``text.normalise`` (for a query that needs no rewrite, the reference is the query: keeping it is right).
-RIGHT = "exact match with a reference after normalisation"
+#: What "right" means, once for every calibration: the result is no worse than not rewriting. Its ``rewrite`` equals a
+#: reference after ``text.normalise``, or its sentence BLEU against the references is at least the query's (a copy of
+#: the query is right by this measure: confidence says whether the result is safe to search with instead of the raw
+#: query, not whether a needed rewrite was missed). A retrieval caller's question: a wrong rewrite is worse than none.
+RIGHT = (
+    "no worse than the query: exact match with a reference after normalisation, or sentence BLEU at least the query's"
+)
 #: Below this confidence a changed rewrite is searched together with the query (``RewriteResult.queries``). Chosen for
 #: the bundled adapter's calibrated confidence on the 97 dev search turns that refer to the answer (`qr-edge eval
 #: --passages`: MRR@10 0.466 for the rewrite alone, 0.505 here, the best bar); on the held-out 124 it does not pay
@@ -78,8 +82,22 @@ def uncalibrated_confidence(scores: ConfidenceScores) -> float:
     return round(min(1.0, max(0.0, math.exp(mean))), 4)
 
 
+#: Candidate scores a calibration may weigh beside the log-probabilities: whether the output copies the query, and
+#: how much it adds (log of one plus its changed tokens).
+COPY = "copy"
+LOG_CHANGED = "log1p_changed_tokens"
+LOGPROB_SCORES = ("mean_logprob", "min_logprob", "changed_mean_logprob", "changed_min_logprob")
+FEATURES = (*LOGPROB_SCORES, COPY, LOG_CHANGED)
+#: The ``Calibration.score`` of a weighted sum of ``FEATURES`` (a logistic regression fitted on dev).
+COMBINED = "combined"
+
+
 def score_value(scores: ConfidenceScores, name: str) -> float:
     """One candidate score by name; a ``changed_*`` score of a copy (no changed token) is its overall score."""
+    if name == COPY:
+        return float(scores.changed_tokens == 0)
+    if name == LOG_CHANGED:
+        return math.log1p(scores.changed_tokens)
     value = getattr(scores, name)
     if value is None and name.startswith("changed_"):
         value = getattr(scores, name.removeprefix("changed_"))
@@ -88,27 +106,43 @@ def score_value(scores: ConfidenceScores, name: str) -> float:
 
 class Calibration(BaseModel):
     """A non-decreasing map from one candidate score to P(right), as breakpoints fitted on dev (``method``: isotonic
-    regression, Platt scaling or their mean, whichever calibrated held-out folds of dev best)."""
+    regression, Platt scaling or their mean, whichever calibrated held-out folds of dev best). The score is one of
+    ``FEATURES`` or ``COMBINED``: ``bias`` plus ``weights`` times the named ``features``."""
 
     score: str
+    features: list[str] = []
+    weights: list[float] = []
+    bias: float = 0.0
     x: list[float]
     y: list[float]
     method: str = "isotonic"
     right: str = RIGHT
+    #: The ``min_confidence`` a Rewriter applies by default with this map: the bar that took away the most wrong
+    #: rewrites on dev for at most 1 BLEU (``evaluate.calibration.default_bar``; None: off).
+    min_confidence: float | None = None
     n: int = 0  # dev cases it was fitted on
 
     @model_validator(mode="after")
     def _check(self) -> Calibration:
-        if self.score not in ConfidenceScores.model_fields or self.score in ("tokens", "changed_tokens"):
+        if self.score == COMBINED:
+            if not self.features or len(self.features) != len(self.weights) or set(self.features) - set(FEATURES):
+                raise ValueError("a combined score needs known features, one weight each")
+        elif self.score not in FEATURES:
             raise ValueError(f"unknown score {self.score!r}")
         if not self.x or len(self.x) != len(self.y) or any(b < a for a, b in zip(self.x, self.x[1:], strict=False)):
             raise ValueError("breakpoints must be non-empty, paired and increasing")
-        if any(not 0.0 <= v <= 1.0 for v in self.y):
+        if any(not 0.0 <= v <= 1.0 for v in self.y) or not 0.0 <= (self.min_confidence or 0.0) <= 1.0:
             raise ValueError("probabilities must lie in [0, 1]")
         return self
 
+    def value(self, scores: ConfidenceScores) -> float:
+        """The score the map reads."""
+        if self.score != COMBINED:
+            return score_value(scores, self.score)
+        return self.bias + sum(w * score_value(scores, f) for f, w in zip(self.features, self.weights, strict=True))
+
     def __call__(self, scores: ConfidenceScores) -> float:
-        return round(float(np.interp(score_value(scores, self.score), self.x, self.y)), 4)
+        return round(float(np.interp(self.value(scores), self.x, self.y)), 4)
 
 
 def read_calibration(metadata: dict[str, str]) -> Calibration | None:

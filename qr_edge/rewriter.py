@@ -79,7 +79,8 @@ class Rewriter:
     ) -> None:
         if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence}")
-        #: A rewrite whose confidence is below this keeps the query (``Decision.KEPT_LOW_CONFIDENCE``); None: off.
+        #: A rewrite whose confidence is below this keeps the query (``Decision.KEPT_LOW_CONFIDENCE``); None: the bar
+        #: the adapter's confidence map records (chosen on dev; none for an uncalibrated adapter); 0: off.
         self.min_confidence = min_confidence
         #: A changed rewrite below this confidence is searched together with the query (``RewriteResult.queries``).
         self.queries_both_below = queries_both_below
@@ -263,10 +264,12 @@ class Rewriter:
         decision, reason = verdict_g.decision, verdict_g.reason
         scores = confidence_scores(generation.tokens, generation.logprobs, self.engine.token_ids(query))
         confidence = None if scores is None else (profile.calibration or uncalibrated_confidence)(scores)
-        low = self.min_confidence is not None and confidence is not None and confidence < self.min_confidence
-        if low and rewrite != query:
+        bar = self.min_confidence
+        if bar is None and profile.calibration is not None:
+            bar = profile.calibration.min_confidence
+        if bar is not None and confidence is not None and confidence < bar and rewrite != query:
             rewrite, decision = query, Decision.KEPT_LOW_CONFIDENCE
-            reason = f"confidence {confidence:.2f} is below min_confidence {self.min_confidence:.2f}"
+            reason = f"confidence {confidence:.2f} is below min_confidence {bar:.2f}"
         return RewriteResult(
             query=query,
             rewrite=rewrite,

@@ -34,7 +34,7 @@ MinConfidenceOpt = Annotated[
         "--min-confidence",
         min=0.0,
         max=1.0,
-        help="keep the query when a rewrite's confidence is below this, 0-1 (default: off)",
+        help="keep the query when a rewrite's confidence is below this, 0-1 (default: the adapter's bar; 0: off)",
     ),
 ]
 HfFileOpt = Annotated[

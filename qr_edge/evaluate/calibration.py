@@ -1,8 +1,10 @@
 """How well a result's confidence tells right from wrong rewrites, and what a ``min_confidence`` bar costs.
 
-"Right" is ``confidence.RIGHT``: the result's rewrite equals a reference after normalisation. The fitting half
-(isotonic regression, Platt scaling, their mean; chosen by cross-validated ECE) is here too, so
-scripts/calibrate_confidence.py and ``qr-edge eval`` share one definition. The plots are plain SVG (no plotting
+"Right" is ``confidence.RIGHT``: the result is no worse than the query (an exact match with a reference, or a
+sentence BLEU at least the query's), so a "wrong rewrite" is one that searching with would be worse than not
+rewriting. The fitting half (isotonic regression, Platt scaling, their mean; chosen by cross-validated ECE; the
+logistic combination of candidate scores; the default bar) is here too, so scripts/calibrate_confidence.py and
+``qr-edge eval`` share one definition. The plots are plain SVG (no plotting
 library): a reliability diagram and the coverage/quality trade-off.
 """
 
@@ -16,14 +18,19 @@ from pydantic import BaseModel
 
 from ..atomic_file import write_text_atomic
 from ..text import normalise
-from .quality import CaseResult, matches_reference, references
+from .quality import CaseResult, bleu_scorer, matches_reference, references
 
 BINS = 10
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 0.95, 20))
 
 
-def is_right(case: CaseResult) -> bool:
-    return matches_reference(case.outputs["qr-edge"], case)
+def is_right(case: CaseResult, output: str | None = None) -> bool:
+    """``confidence.RIGHT`` for the case's output (or ``output`` in its place)."""
+    output = case.outputs["qr-edge"] if output is None else output
+    if matches_reference(output, case):
+        return True
+    bleu, refs = bleu_scorer(), references(case)
+    return bleu(output, refs, case.lang) >= bleu(case.query, refs, case.lang)
 
 
 def auroc(scores: np.ndarray, right: np.ndarray) -> float | None:
@@ -59,18 +66,34 @@ def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
     return [b[0] / b[2] for b in blocks], [round(b[1] / b[2], 4) for b in blocks]
 
 
-def platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Logistic regression of y on x (Newton's method): P(right) = 1 / (1 + exp(-(a x + b)))."""
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    w = np.zeros(2)
+def logistic(features: np.ndarray, y: np.ndarray, l2: float = 1e-6) -> np.ndarray:
+    """Logistic regression of y on the columns of ``features`` (Newton's method, a little L2): weights, then bias."""
+    design = np.concatenate([features, np.ones((len(features), 1))], axis=1)
+    w = np.zeros(design.shape[1])
     for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-design @ w))
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hessian, design.T @ (p - y))
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(len(w))
+        step = np.linalg.solve(hessian, design.T @ (p - y) + l2 * w)
         w -= step
         if np.abs(step).max() < 1e-9:
             break
-    return float(w[0]), float(w[1])
+    return w
+
+
+def platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling, P(right) = 1 / (1 + exp(-(a x + b))): (a, b)."""
+    a, b = logistic(x[:, None], y)
+    return float(a), float(b)
+
+
+def combine(features: np.ndarray, y: np.ndarray) -> tuple[list[float], float]:
+    """Weights and bias of a logistic regression on standardised features, folded back to the raw features' scale:
+    one score that ranks cases by every candidate at once."""
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    w = logistic((features - mean) / std, y, l2=1e-2)
+    weights = w[:-1] / std
+    return [round(float(v), 6) for v in weights], round(float(w[-1] - (weights * mean).sum()), 6)
 
 
 #: The maps a calibration chooses among: isotonic alone follows dev closely (steps of 0 and 1 at the ends), Platt
@@ -119,7 +142,7 @@ class TradeoffPoint(BaseModel):
 
     threshold: float
     changed: float  # share of results whose rewrite changes the query
-    wrong_rewrites: float  # share of results that change the query and are not right
+    wrong_rewrites: float  # share of results that change the query and are not right (worse than the query)
     bleu4: float
 
 
@@ -149,19 +172,23 @@ def calibration_rows(cases: Sequence[CaseResult]) -> list[CalibrationRow]:
     return rows
 
 
-def tradeoff(cases: Sequence[CaseResult], bleu: Callable[[str, list[str], str], float]) -> list[TradeoffPoint]:
-    """For each bar of ``THRESHOLDS``: how many results still change the query, how many of those are wrong, BLEU."""
+def tradeoff(
+    cases: Sequence[CaseResult],
+    bleu: Callable[[str, list[str], str], float],
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> list[TradeoffPoint]:
+    """For each bar: how many results still change the query, how many of those are wrong, BLEU."""
     scored = _scored(cases)
     if not scored:
         return []
     points = []
-    for t in THRESHOLDS:
+    for t in thresholds:
         outputs = [
             c.query if c.confidence < t else c.outputs["qr-edge"]  # type: ignore[operator]
             for c in scored
         ]
         changed = [normalise(o) != normalise(c.query) for o, c in zip(outputs, scored, strict=True)]
-        right = [matches_reference(o, c) for o, c in zip(outputs, scored, strict=True)]
+        right = [is_right(c, o) for o, c in zip(outputs, scored, strict=True)]
         scores = [bleu(o, references(c), c.lang) for o, c in zip(outputs, scored, strict=True)]
         points.append(
             TradeoffPoint(
@@ -172,6 +199,23 @@ def tradeoff(cases: Sequence[CaseResult], bleu: Callable[[str, list[str], str], 
             )
         )
     return points
+
+
+#: What a default ``min_confidence`` may cost on dev: at most this BLEU (0-1) against no bar.
+BLEU_COST = 0.01
+#: The bars a default is chosen among (finer than the report's ``THRESHOLDS``).
+FINE_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 0.99, 100))
+
+
+def default_bar(cases: Sequence[CaseResult], bleu: Callable[[str, list[str], str], float]) -> float | None:
+    """The bar that takes away the most wrong rewrites of ``cases`` (dev) for at most ``BLEU_COST``; None where no
+    bar takes any away at that cost."""
+    points = tradeoff(cases, bleu, FINE_THRESHOLDS)
+    if not points:
+        return None
+    off = points[0]
+    fit = [p for p in points if p.bleu4 >= off.bleu4 - BLEU_COST and p.wrong_rewrites < off.wrong_rewrites]
+    return min(fit, key=lambda p: (p.wrong_rewrites, p.threshold)).threshold if fit else None
 
 
 def _svg(title: str, x_label: str, y_label: str, series: list[tuple[str, str, list[tuple[float, float]]]]) -> str:

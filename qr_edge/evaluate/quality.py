@@ -8,6 +8,7 @@ few-shot examples and the conversation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -95,6 +96,7 @@ class _Scorer:
         return max(self._rouge[lang].score(ref, hyp)["rougeL"].fmeasure for ref in refs)
 
 
+@functools.cache
 def bleu_scorer() -> Callable[[str, Sequence[str], str], float]:
     """Sentence BLEU-4 (0-1) of a hypothesis against references, as the metric rows compute it."""
     return _Scorer().bleu
@@ -145,8 +147,8 @@ def references(case: CaseResult) -> list[str]:
 
 
 def matches_reference(output: str, case: CaseResult) -> bool:
-    """Exact match with one of the case's references after normalisation (the metric rows' EM, and what
-    ``confidence.RIGHT`` means)."""
+    """Exact match with one of the case's references after normalisation (the metric rows' EM; ``confidence.RIGHT``
+    counts it right)."""
     return normalise(output) in {normalise(r) for r in references(case)}
 
 

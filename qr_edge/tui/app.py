@@ -47,7 +47,7 @@ class RewriteApp(App[None]):
             "temperature": 0.0,
             "threads": None,
             "gpu_layers": 0,
-            "min_confidence": None,  # None: off
+            "min_confidence": None,  # None: the adapter's bar; 0: off
             **(settings or {}),
         }
         self.rewriter = rewriter

@@ -63,7 +63,7 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
                     allow_blank=False,
                     id="order",
                 )
-            yield Label("Temperature, threads, GPU layers, min confidence (0-1: keep the query below it; empty = off)")
+            yield Label("Temperature, threads, GPU layers, min confidence (0-1; empty: the adapter's bar, 0: off)")
             with Horizontal():
                 yield Input(str(c["temperature"]), id="temperature", type="number")
                 yield Input(str(c["threads"] or ""), id="threads", type="integer", placeholder="auto")
@@ -72,7 +72,7 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
                     "" if c.get("min_confidence") is None else str(c["min_confidence"]),
                     id="min_confidence",
                     type="number",
-                    placeholder="off",
+                    placeholder="adapter's",
                 )
             with Horizontal():
                 yield Button("Apply", variant="primary", id="apply")

@@ -4,6 +4,7 @@ right (checked against llama.cpp's own logits of the same tokens), with no extra
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,27 +78,6 @@ def test_changed_tokens_are_those_the_query_does_not_have():
     assert confidence_scores([], [], [1]) is None
 
 
-def _copy_with(src: str, dst, extra: dict[str, str]) -> None:
-    """A GGUF file with extra string keys (what `qr-edge convert` writes from an adapter's qr_edge.json)."""
-    from gguf import GGUFReader, GGUFWriter
-
-    reader = GGUFReader(src)
-    writer = GGUFWriter(dst, reader.fields["general.architecture"].contents())
-    for name, field in reader.fields.items():
-        if not name.startswith("GGUF.") and name != "general.architecture":
-            writer.add_key_value(
-                name, field.contents(), field.types[0], sub_type=field.types[-1] if len(field.types) > 1 else None
-            )
-    for key, value in extra.items():
-        writer.add_string(key, value)
-    for t in reader.tensors:
-        writer.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
 def test_maps_are_monotone_probabilities_and_cross_validation_sees_overfitting():
     """Every map is a non-decreasing probability; Platt recovers a logistic law; on scores that say nothing the
     isotonic map looks calibrated in sample and is not on held-out folds (why the choice is cross-validated)."""
@@ -121,8 +101,8 @@ def test_maps_are_monotone_probabilities_and_cross_validation_sees_overfitting()
 
 def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_path):
     """scripts/calibrate_confidence.py fits a map (the one that calibrates held-out folds best) on eval cases and
-    writes it into qr_edge.json; an
-    adapter that records it (its GGUF key) gets calibrated confidences; a malformed map is ignored."""
+    writes it into qr_edge.json and into an adapter's GGUF key (every other key and tensor kept); the adapter then
+    gives calibrated confidences and applies the map's default min_confidence; a malformed map is ignored."""
     import json
     import subprocess
     import sys
@@ -139,12 +119,12 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
         lp = float(-rng.exponential(0.8))
         right = rng.random() < math.exp(lp)  # the likelier the tokens, the likelier right
         scores = ConfidenceScores(tokens=4, mean_logprob=lp / 2, min_logprob=lp, changed_tokens=0)
-        out = "the reference" if right else "something else"
+        out = "the reference" if right else "something else"  # worse than the query (its BLEU is 0)
         case = CaseResult(
             id=str(i),
             lang="en",
             label="rewritten",
-            query="it?",
+            query="the reference it?",
             reference="The reference",
             outputs={"qr-edge": out},
             decision="rewritten",
@@ -159,9 +139,11 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     folder = tmp_path / "adapter"
     folder.mkdir()
     (folder / "qr_edge.json").write_text('{"prompt_format_version": "2"}')
+    adapter = tmp_path / "calibrated.lora.gguf"
+    shutil.copy(bundled_adapter_path(), adapter)
     script = Path(__file__).resolve().parents[2] / "scripts" / "calibrate_confidence.py"
     run = subprocess.run(
-        [sys.executable, str(script), "--cases", str(cases), "--adapter-dir", str(folder)],
+        [sys.executable, str(script), "--cases", str(cases), "--adapter-dir", str(folder), "--adapter-gguf", adapter],
         capture_output=True,
         text=True,
     )
@@ -179,11 +161,21 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     high = ConfidenceScores(tokens=4, mean_logprob=-0.01, min_logprob=-0.02, changed_tokens=0)
     assert calibration(low) < calibration(high)
 
-    adapter = tmp_path / "calibrated.lora.gguf"
-    _copy_with(bundled_adapter_path(), adapter, {META_CONFIDENCE_CALIBRATION: json.dumps(fitted)})
+    from gguf import GGUFReader
+
+    before, after = GGUFReader(bundled_adapter_path()), GGUFReader(adapter)
+    assert Calibration.model_validate_json(after.fields[META_CONFIDENCE_CALIBRATION].contents()) == calibration
+    assert [(t.name, t.data.tobytes()) for t in before.tensors] == [(t.name, t.data.tobytes()) for t in after.tensors]
+    assert not list(tmp_path.glob("*.tmp"))
     rw = Rewriter(embedded_model_path(), adapter=str(adapter), n_ctx=2048)
     result = rw.rewrite(CONVERSATION)
     assert result.confidence == calibration(result.confidence_scores)
+    bar = calibration.min_confidence
+    assert bar is not None  # dropping the wrong half costs no BLEU on these cases
+    if result.confidence < bar:
+        assert result.rewrite == result.query
+    else:
+        assert result.decision != Decision.KEPT_LOW_CONFIDENCE
     assert read_calibration({META_CONFIDENCE_CALIBRATION: '{"score": "nope", "x": [0], "y": [2]}'}) is None
 
 
@@ -199,3 +191,16 @@ def test_min_confidence_keeps_the_query_with_its_own_decision(default):
     assert lenient.rewrite(CONVERSATION).decision == Decision.REWRITTEN
     with pytest.raises(ValueError, match="min_confidence"):
         Rewriter(n_ctx=2048, min_confidence=1.5)
+
+
+def test_by_default_the_bar_is_the_one_the_adapter_records(default):
+    """``min_confidence=None`` applies the bar the bundled map records (chosen on dev; the fitted-map test above
+    shows a result below it kept); 0 turns it off."""
+    bar = read_calibration(default.engine.adapters[default.default_adapter].metadata).min_confidence
+    assert bar is not None and 0.0 < bar < 1.0 and default.min_confidence is None
+    result = default.rewrite(CONVERSATION)
+    assert result.confidence >= bar and result.decision == Decision.REWRITTEN
+    strict = Rewriter(n_ctx=2048, min_confidence=min(1.0, result.confidence + 0.01))
+    assert strict.rewrite(CONVERSATION).decision == Decision.KEPT_LOW_CONFIDENCE  # an explicit bar wins
+    off = Rewriter(n_ctx=2048, min_confidence=0.0)
+    assert off.rewrite(CONVERSATION).raw_output == result.raw_output and off.min_confidence == 0.0

@@ -141,7 +141,9 @@ def test_out_of_the_box_the_adapter_is_merged_into_the_run_copy(tmp_path, monkey
     assert not runtime.engine.adapters["default"].merged and runtime.default_adapter == "default"
     golden = [[m.model_dump() for m in r.messages] for r in RewriteGenerator(seed=7, split="golden").generate(16)]
     same = sum(merged.rewrite(m).rewrite == runtime.rewrite(m).rewrite for m in golden)
-    assert same >= 15, same  # the same model up to rounding: near-tie tokens may flip, almost never
+    # the same model up to rounding: near-tie tokens may flip, rarely (BF16 copy: 15-16 of 16; Q8_0, on a CPU without
+    # AVX512-BF16: 14, both flips in the raw output, e.g. a repeated clause)
+    assert same >= 14, same
 
     with pytest.raises(AdapterError, match="merged"):
         merged.rewrite(CONVERSATION, adapter=None)
