@@ -27,9 +27,9 @@ RIGHT = (
     "no worse than the query: exact match with a reference after normalisation, or sentence BLEU at least the query's"
 )
 #: Below this confidence a changed rewrite is searched together with the query (``RewriteResult.queries``). Chosen for
-#: the bundled adapter's calibrated confidence on the 97 dev search turns that refer to the answer (`qr-edge eval
-#: --passages`: MRR@10 0.466 for the rewrite alone, 0.505 here, the best bar); on the held-out 124 it does not pay
-#: (0.448 alone, 0.417): docs/default-adapter.md.
+#: the previous exact-match map on the 97 dev search turns that refer to the answer; the current map puts no result
+#: below 0.5 (and its default bar keeps the query below 0.66), so it sends both only where a caller lowers
+#: ``min_confidence`` and raises this bar: on the held-out 124 turns fusing has never paid (docs/default-adapter.md).
 QUERIES_BOTH_BELOW = 0.2
 
 
