@@ -11,6 +11,8 @@ install.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,16 @@ from .model_meta import META_BASE_NAME
 #: Metadata keys the merged file gains: which adapter is in its weights.
 META_MERGED_ADAPTER = "qr_edge.merged.adapter"
 META_MERGED_ADAPTER_SIZE = "qr_edge.merged.adapter_size"
+
+
+def copy_fields(reader: Any, writer: Any, skip: Collection[str] = ()) -> None:
+    """Every key of a ``GGUFReader`` into a ``GGUFWriter`` as stored, but those the writer writes itself and
+    ``skip``."""
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture" or name in skip:
+            continue
+        sub_type = field.types[-1] if len(field.types) > 1 else None
+        writer.add_key_value(name, field.contents(), field.types[0], sub_type=sub_type)
 
 
 def merge_lora(base: str, adapter: str, out: str | os.PathLike[str]) -> int:
@@ -38,12 +50,7 @@ def merge_lora(base: str, adapter: str, out: str | os.PathLike[str]) -> int:
     pairs = {t.name: t for t in lora_file.tensors}
     arch = base_file.fields["general.architecture"].contents()
     writer = GGUFWriter(out, arch)
-    for name, field in base_file.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
-            continue  # written by GGUFWriter itself
-        writer.add_key_value(
-            name, field.contents(), field.types[0], sub_type=field.types[-1] if len(field.types) > 1 else None
-        )
+    copy_fields(base_file, writer)
     # What the adapter records of its training (prompt format, examples, provenance) now describes this model, as
     # in ``qr-edge convert``'s merged exports: the file runs as a fine-tuned model on its own.
     for name, field in lora_file.fields.items():

@@ -41,6 +41,7 @@ from qr_edge.evaluate.calibration import (
     write_plots,
 )
 from qr_edge.evaluate.quality import CaseResult, bleu_scorer
+from qr_edge.lora_merge import copy_fields
 from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
 from qr_edge.result import Decision
 
@@ -117,10 +118,7 @@ def _set_key(path: Path, key: str, value: str) -> None:
     reader = GGUFReader(path)
     tmp = path.with_name(path.name + ".tmp")
     writer = GGUFWriter(tmp, reader.fields["general.architecture"].contents())
-    for name, field in reader.fields.items():
-        if not name.startswith("GGUF.") and name not in ("general.architecture", key):
-            sub_type = field.types[-1] if len(field.types) > 1 else None
-            writer.add_key_value(name, field.contents(), field.types[0], sub_type=sub_type)
+    copy_fields(reader, writer, skip={key})
     writer.add_string(key, value)
     for t in reader.tensors:
         writer.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
