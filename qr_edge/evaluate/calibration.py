@@ -177,25 +177,28 @@ def tradeoff(
     bleu: Callable[[str, list[str], str], float],
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> list[TradeoffPoint]:
-    """For each bar: how many results still change the query, how many of those are wrong, BLEU."""
+    """For each bar: how many results still change the query, how many of those are wrong, BLEU.
+
+    A bar only chooses, per case, between two outputs (the rewrite or the query), so each case is scored once for
+    both and every bar selects from those scores: a hundred bars cost what one did.
+    """
     scored = _scored(cases)
     if not scored:
         return []
+    conf = np.array([c.confidence for c in scored], dtype=float)
+    rewrite_changed = np.array([normalise(c.outputs["qr-edge"]) != normalise(c.query) for c in scored])
+    rewrite_wrong = rewrite_changed & ~np.array([is_right(c) for c in scored])
+    rewrite_bleu = np.array([bleu(c.outputs["qr-edge"], references(c), c.lang) for c in scored])
+    query_bleu = np.array([bleu(c.query, references(c), c.lang) for c in scored])  # the query is never "wrong"
     points = []
     for t in thresholds:
-        outputs = [
-            c.query if c.confidence < t else c.outputs["qr-edge"]  # type: ignore[operator]
-            for c in scored
-        ]
-        changed = [normalise(o) != normalise(c.query) for o, c in zip(outputs, scored, strict=True)]
-        right = [is_right(c, o) for o, c in zip(outputs, scored, strict=True)]
-        scores = [bleu(o, references(c), c.lang) for o, c in zip(outputs, scored, strict=True)]
+        kept = conf >= t  # the rewrite stands
         points.append(
             TradeoffPoint(
                 threshold=t,
-                changed=round(float(np.mean(changed)), 4),
-                wrong_rewrites=round(float(np.mean([ch and not r for ch, r in zip(changed, right, strict=True)])), 4),
-                bleu4=round(float(np.mean(scores)), 4),
+                changed=round(float(np.mean(rewrite_changed & kept)), 4),
+                wrong_rewrites=round(float(np.mean(rewrite_wrong & kept)), 4),
+                bleu4=round(float(np.mean(np.where(kept, rewrite_bleu, query_bleu))), 4),
             )
         )
     return points
