@@ -8,6 +8,8 @@ from typing import Any
 
 import gguf
 
+from qr_edge.lora_merge import copy_fields
+
 from .errors import ConvertError
 
 CHAT_END = "<|im_end|>"
@@ -36,13 +38,7 @@ def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
 
 def copy_vocab_from_gguf(writer: gguf.GGUFWriter, source: str) -> None:
     """Every ``tokenizer.*`` key of the source GGUF, unchanged (its pre-tokenizer and chat template included)."""
-    reader = gguf.GGUFReader(source)
-    for key, f in reader.fields.items():
-        if not key.startswith("tokenizer."):
-            continue
-        vtype = f.types[0]
-        sub = f.types[1] if vtype == gguf.GGUFValueType.ARRAY and len(f.types) > 1 else None
-        writer.add_key_value(key, f.contents(), vtype, sub)
+    copy_fields(gguf.GGUFReader(source), writer, prefix="tokenizer.")
 
 
 def add_vocab_from_hf(

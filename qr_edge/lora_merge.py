@@ -25,11 +25,11 @@ META_MERGED_ADAPTER = "qr_edge.merged.adapter"
 META_MERGED_ADAPTER_SIZE = "qr_edge.merged.adapter_size"
 
 
-def copy_fields(reader: Any, writer: Any, skip: Collection[str] = ()) -> None:
-    """Every key of a ``GGUFReader`` into a ``GGUFWriter`` as stored, but those the writer writes itself and
-    ``skip``."""
+def copy_fields(reader: Any, writer: Any, skip: Collection[str] = (), prefix: str = "") -> None:
+    """Every key of a ``GGUFReader`` (or those under ``prefix``) into a ``GGUFWriter`` as stored, but those the
+    writer writes itself and ``skip``."""
     for name, field in reader.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture" or name in skip:
+        if name.startswith("GGUF.") or name == "general.architecture" or name in skip or not name.startswith(prefix):
             continue
         sub_type = field.types[-1] if len(field.types) > 1 else None
         writer.add_key_value(name, field.contents(), field.types[0], sub_type=sub_type)
