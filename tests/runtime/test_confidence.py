@@ -12,6 +12,7 @@ import pytest
 
 from qr_edge import Decision, Rewriter
 from qr_edge.confidence import confidence_scores, read_calibration, uncalibrated_confidence
+from qr_edge.model_source import EMBEDDED_MODELS
 
 from ..conftest import CONVERSATION
 
@@ -204,3 +205,19 @@ def test_by_default_the_bar_is_the_one_the_adapter_records(default):
     assert strict.rewrite(CONVERSATION).decision == Decision.KEPT_LOW_CONFIDENCE  # an explicit bar wins
     off = Rewriter(n_ctx=2048, min_confidence=0.0)
     assert off.rewrite(CONVERSATION).raw_output == result.raw_output and off.min_confidence == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED_MODELS))
+def test_every_bundled_adapter_records_a_map_of_todays_right_with_a_bar(name):
+    """Each embedded model's adapter is calibrated under the one definition of "right" and brings its own bar
+    (chosen on its dev cases), so ``Rewriter(model=name)`` applies it: a map fitted under an older definition fails."""
+    from gguf import GGUFReader
+
+    from qr_edge.confidence import RIGHT
+    from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
+    from qr_edge.model_source import bundled_adapter_path
+
+    field = GGUFReader(bundled_adapter_path(EMBEDDED_MODELS[name])).get_field(META_CONFIDENCE_CALIBRATION)
+    calibration = read_calibration({META_CONFIDENCE_CALIBRATION: field.contents()})
+    assert calibration is not None and calibration.right == RIGHT
+    assert calibration.min_confidence is not None and 0.5 <= calibration.min_confidence < 1.0

@@ -1,0 +1,86 @@
+"""An eval's cases at another ``min_confidence`` bar, without running the model again: the report's rows.
+
+A bar only chooses, per case, between the rewrite and the query (the model call is the same), so a `qr-edge eval
+--min-confidence 0 --cases` run can be replayed at any bar: every rewrite whose confidence is under it becomes its
+query, as `Rewriter(min_confidence=...)` would return. At bar 0 the rows equal the eval's own, field for field.
+``--limit`` keeps the first N cases of each style (e.g. the first 30 per dev file, as an older table used).
+``--map ADAPTER.gguf`` scores every case again with the confidence map that adapter records (from the candidate
+scores the cases keep), for cases evaluated before its map was refitted.
+
+    python scripts/replay_bar.py --cases build/eval/v6-test.cases.jsonl --data build/mix/test-*.jsonl \
+        --bar 0.66 --out build/eval/v6-test-bar.json
+    python scripts/compare_evals.py build/eval/v6-test.json build/eval/v6-test-bar.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from qr_edge.atomic_file import write_text_atomic
+from qr_edge.confidence import read_calibration
+from qr_edge.data.dataset import read_dataset
+from qr_edge.evaluate.quality import CaseResult, metric_rows
+from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
+
+
+def rescored(cases: list[CaseResult], adapter: Path) -> list[CaseResult]:
+    """The cases with the confidence ``adapter``'s map gives their scores."""
+    import gguf
+
+    field = gguf.GGUFReader(adapter).get_field(META_CONFIDENCE_CALIBRATION)
+    calibration = read_calibration({META_CONFIDENCE_CALIBRATION: field.contents()} if field else {})
+    if calibration is None:
+        raise SystemExit(f"{adapter} records no confidence map this runtime reads")
+    return [
+        c.model_copy(update={"confidence": calibration(c.confidence_scores)}) if c.confidence_scores else c
+        for c in cases
+    ]
+
+
+def replay(cases: list[CaseResult], bar: float) -> list[CaseResult]:
+    """The cases as the bar would have answered them."""
+    out = []
+    for c in cases:
+        if c.confidence is not None and c.confidence < bar:
+            c = c.model_copy(update={"outputs": {**c.outputs, "qr-edge": c.query}, "decision": "kept_low_confidence"})
+        out.append(c)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=Path, required=True, help="qr-edge eval --cases JSONL (run with the bar off)")
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="the dataset files those cases came from")
+    parser.add_argument("--bar", type=float, required=True, help="min_confidence to replay (0: as evaluated)")
+    parser.add_argument("--limit", type=int, help="the first N cases of each style only")
+    parser.add_argument("--map", type=Path, help="score the cases again with this GGUF adapter's confidence map")
+    parser.add_argument("--out", type=Path, required=True, help="report JSON (rows) for scripts/compare_evals.py")
+    args = parser.parse_args()
+    lines = args.cases.read_text(encoding="utf-8").splitlines()
+    cases = [CaseResult.model_validate_json(line) for line in lines if line.strip()]
+    if args.map:
+        cases = rescored(cases, args.map)
+    if args.limit:
+        seen: Counter[str] = Counter()
+        kept = []
+        for c in cases:
+            seen[c.style] += 1
+            if seen[c.style] <= args.limit:
+                kept.append(c)
+        cases = kept
+    conversations = {r.id: r for path in args.data for r in read_dataset(path)}
+    missing = [c.id for c in cases if c.id not in conversations]
+    if missing:
+        raise SystemExit(f"{len(missing)} cases are in none of the --data files (first: {missing[0]})")
+    rows = metric_rows(replay(cases, args.bar), conversations)
+    report = {"bar": args.bar, "n": len(cases), "rows": [r.model_dump() for r in rows]}
+    write_text_atomic(args.out, json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+    overall = next(r for r in rows if r.system == "qr-edge" and r.slice == "all")
+    print(f"{len(cases)} cases at bar {args.bar:g}: BLEU {100 * overall.bleu4:.1f}, EM {100 * overall.exact_match:.1f}")
+
+
+if __name__ == "__main__":
+    main()
