@@ -19,6 +19,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from qr_edge import Decision
 from qr_edge.atomic_file import write_text_atomic
 from qr_edge.confidence import read_calibration
 from qr_edge.data.dataset import read_dataset
@@ -45,7 +46,9 @@ def replay(cases: list[CaseResult], bar: float) -> list[CaseResult]:
     out = []
     for c in cases:
         if c.confidence is not None and c.confidence < bar:
-            c = c.model_copy(update={"outputs": {**c.outputs, "qr-edge": c.query}, "decision": "kept_low_confidence"})
+            c = c.model_copy(
+                update={"outputs": {**c.outputs, "qr-edge": c.query}, "decision": Decision.KEPT_LOW_CONFIDENCE.value}
+            )
         out.append(c)
     return out
 

@@ -245,3 +245,48 @@ def test_eval_and_bench_refuse_an_output_in_a_missing_folder_before_they_run(tmp
         proc = run(*args)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert f"{args[-2]} {target}: folder {target.parent} does not exist" in proc.stderr, proc.stderr
+
+
+def test_replay_bar_reproduces_the_eval_at_bar_0_and_keeps_every_query_at_bar_1(tmp_path):
+    """scripts/replay_bar.py on a real eval's cases: bar 0 gives the eval's own rows, a bar above every confidence
+    gives the never-rewrite figures, --map with the adapter the eval ran changes nothing, and cases from a file not
+    given are refused with a non-zero exit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from qr_edge.model_source import bundled_adapter_path
+
+    data = tmp_path / "d.jsonl"
+    write_dataset(
+        [RewriteRecord(id="en1", lang="en", messages=CONV, rewrite="Is Rust hard to learn?", label="rewritten")], data
+    )
+    report, cases = tmp_path / "r.json", tmp_path / "c.jsonl"
+    proc = run("eval", "--data", str(data), "--out", str(report), "--cases", str(cases), "--min-confidence", "0")
+    assert proc.returncode == 0, proc.stderr
+    script = Path(__file__).resolve().parents[2] / "scripts" / "replay_bar.py"
+
+    def replay(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), "--cases", str(cases), *extra], capture_output=True, text=True
+        )
+
+    def qr_edge_rows(path):
+        return [r for r in json.loads(path.read_text())["rows"] if r["system"] == "qr-edge"]
+
+    at0, at1, mapped = tmp_path / "0.json", tmp_path / "1.json", tmp_path / "m.json"
+    assert replay("--data", str(data), "--bar", "0", "--out", str(at0)).returncode == 0
+    assert qr_edge_rows(at0) == qr_edge_rows(report)
+    assert replay("--data", str(data), "--bar", "1.01", "--out", str(at1)).returncode == 0
+    rows = json.loads(at1.read_text())["rows"]
+    never = {r["slice"]: r["bleu4"] for r in rows if r["system"] == "never-rewrite"}
+    assert qr_edge_rows(report)[0]["bleu4"] != never["all"]  # the default rewrites this follow-up
+    assert {r["slice"]: r["bleu4"] for r in rows if r["system"] == "qr-edge"} == never
+    proc = replay("--data", str(data), "--bar", "0", "--map", bundled_adapter_path(), "--out", str(mapped))
+    assert proc.returncode == 0, proc.stderr
+    assert qr_edge_rows(mapped) == qr_edge_rows(report)
+    other = tmp_path / "other.jsonl"
+    write_dataset([RewriteRecord(id="zz", lang="en", messages=CONV, rewrite="x", label="rewritten")], other)
+    refused = replay("--data", str(other), "--bar", "0", "--out", str(tmp_path / "no.json"))
+    assert refused.returncode != 0 and "in none of the --data files" in refused.stderr
+    assert not (tmp_path / "no.json").exists()
