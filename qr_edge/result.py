@@ -77,7 +77,8 @@ class RewriteResult(BaseModel):
     confidence: float | None = None
     confidence_scores: ConfidenceScores | None = None
     #: What to search with: the rewrite alone, or (a changed rewrite the model was not sure of) the rewrite and
-    #: the query, to retrieve with both and merge the rankings.
+    #: the query, or (``KEPT_LOW_CONFIDENCE``) the query and the rewrite the bar held back: retrieve with each and
+    #: merge the rankings.
     queries: list[str] = Field(default_factory=list)
     timings: Timings = Field(default_factory=Timings)
     id: Any = None

@@ -267,8 +267,9 @@ class Rewriter:
         bar = self.min_confidence
         if bar is None and profile.calibration is not None:
             bar = profile.calibration.min_confidence
+        held_back = None  # the rewrite the bar keeps from the result, still searched beside the query
         if bar is not None and confidence is not None and confidence < bar and rewrite != query:
-            rewrite, decision = query, Decision.KEPT_LOW_CONFIDENCE
+            held_back, rewrite, decision = rewrite, query, Decision.KEPT_LOW_CONFIDENCE
             reason = f"confidence {confidence:.2f} is below min_confidence {bar:.2f}"
         return RewriteResult(
             query=query,
@@ -280,7 +281,7 @@ class Rewriter:
             gate=verdict,
             confidence=confidence,
             confidence_scores=scores,
-            queries=search_queries(query, rewrite, confidence, self.queries_both_below),
+            queries=search_queries(query, rewrite, confidence, self.queries_both_below, held_back),
             timings=self._total(timings, start),
         )
 

@@ -10,6 +10,8 @@ scores the cases keep), for cases evaluated before its map was refitted.
     python scripts/replay_bar.py --cases build/eval/v6-test.cases.jsonl --data build/mix/test-*.jsonl \
         --bar 0.66 --out build/eval/v6-test-bar.json
     python scripts/compare_evals.py build/eval/v6-test.json build/eval/v6-test-bar.json
+    python scripts/replay_bar.py --cases build/eval/v6as-test.cases.jsonl --data build/mix/test-en-answer-search.jsonl \
+        --bar 0.66 --passages --out build/eval/v6as-test-bar.json      # what searching with res.queries finds
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from qr_edge import Decision
 from qr_edge.atomic_file import write_text_atomic
-from qr_edge.confidence import read_calibration
+from qr_edge.confidence import read_calibration, search_queries
 from qr_edge.data.dataset import read_dataset
 from qr_edge.evaluate.quality import CaseResult, metric_rows
 from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
@@ -46,8 +48,13 @@ def replay(cases: list[CaseResult], bar: float) -> list[CaseResult]:
     out = []
     for c in cases:
         if c.confidence is not None and c.confidence < bar:
+            held_back = c.outputs["qr-edge"]
             c = c.model_copy(
-                update={"outputs": {**c.outputs, "qr-edge": c.query}, "decision": Decision.KEPT_LOW_CONFIDENCE.value}
+                update={
+                    "outputs": {**c.outputs, "qr-edge": c.query},
+                    "decision": Decision.KEPT_LOW_CONFIDENCE.value,
+                    "queries": search_queries(c.query, c.query, c.confidence, held_back=held_back),
+                }
             )
         out.append(c)
     return out
@@ -60,6 +67,9 @@ def main() -> None:
     parser.add_argument("--bar", type=float, required=True, help="min_confidence to replay (0: as evaluated)")
     parser.add_argument("--limit", type=int, help="the first N cases of each style only")
     parser.add_argument("--map", type=Path, help="score the cases again with this GGUF adapter's confidence map")
+    parser.add_argument(
+        "--passages", action="store_true", help="also the retrieval rows (as `qr-edge eval --passages`)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="report JSON (rows) for scripts/compare_evals.py")
     args = parser.parse_args()
     lines = args.cases.read_text(encoding="utf-8").splitlines()
@@ -78,8 +88,18 @@ def main() -> None:
     missing = [c.id for c in cases if c.id not in conversations]
     if missing:
         raise SystemExit(f"{len(missing)} cases are in none of the --data files (first: {missing[0]})")
-    rows = metric_rows(replay(cases, args.bar), conversations)
+    replayed = replay(cases, args.bar)
+    rows = metric_rows(replayed, conversations)
     report = {"bar": args.bar, "n": len(cases), "rows": [r.model_dump() for r in rows]}
+    if args.passages:
+        from qr_edge.evaluate.retrieval import Rankings, retrieval_rows
+
+        report["retrieval"] = [r.model_dump() for r in retrieval_rows(Rankings(replayed, conversations))]
+        for r in report["retrieval"]:
+            if r["slice"] == "all":
+                print(
+                    f"{r['system']:16s} MRR@10 {r['mrr_at_10']:.3f}  recall@1 {r['recall_at_1']:.3f}  ({r['n']} turns)"
+                )
     write_text_atomic(args.out, json.dumps(report, ensure_ascii=False, indent=1) + "\n")
     overall = next(r for r in rows if r.system == "qr-edge" and r.slice == "all")
     print(f"{len(cases)} cases at bar {args.bar:g}: BLEU {100 * overall.bleu4:.1f}, EM {100 * overall.exact_match:.1f}")

@@ -3,7 +3,8 @@ evaluated turns, each turn's own passage the one to find.
 
 CAsT-21/22 and iKAT ship one passage per turn (``RewriteRecord.passage``). For each turn the pool of every
 evaluated passage is searched with the raw query, the rewrite, the result's ``queries`` (the rewrite and, when
-unsure, the query: rankings merged by reciprocal rank fusion) and the reference rewrite.
+unsure, the query, or the query and the rewrite the confidence bar held back: rankings merged by reciprocal rank
+fusion) and the reference rewrite.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def fuse(rankings: Sequence[dict[int, int]], k: int = DEPTH) -> dict[int, int]:
 
 class Rankings:
     """The judged cases (those whose record has a passage) and, once for the rows and the sweep, where BM25 over
-    their pooled passages ranks each turn's own for the raw query, the rewrite and the reference."""
+    their pooled passages ranks each turn's own for the raw query, the rewrite, the result's queries (fused) and the
+    reference."""
 
     def __init__(self, cases: Sequence[CaseResult], records: dict[str, RewriteRecord]) -> None:
         self.cases = [c for c in cases if records[c.id].passage]
@@ -87,6 +89,10 @@ class Rankings:
                 "reference": [c.reference for c in self.cases],
             }
             self.ranked = {name: index.ranks(queries) for name, queries in texts.items()}
+            # what each result says to search with (a case file without ``queries``: its output), each ranked, fused
+            asked = [c.queries or [c.outputs["qr-edge"]] for c in self.cases]
+            flat = iter(index.ranks([q for qs in asked for q in qs]))
+            self.ranked["queries (fused)"] = [fuse([next(flat) for _ in qs]) for qs in asked]
 
     def searched(self, both: Sequence[bool]) -> list[dict[int, int]]:
         """Per turn: the rewrite's ranking, or where ``both`` the rewrite's and the raw query's fused (what a
@@ -121,8 +127,7 @@ def retrieval_rows(rankings: Rankings) -> list[RetrievalRow]:
     judged = rankings.cases
     if not judged:
         return []
-    # a result's queries are the rewrite, or the rewrite and the raw query (``search_queries``)
-    ranked = {**rankings.ranked, "queries (fused)": rankings.searched([len(c.queries) == 2 for c in judged])}
+    ranked = rankings.ranked
     slices = [("all", lambda c: True)] + [
         (style, lambda c, style=style: c.style == style) for style in sorted({c.style for c in judged} - {""})
     ]

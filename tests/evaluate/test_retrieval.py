@@ -100,3 +100,22 @@ def test_fusion_sweep_searches_both_below_the_bar():
     assert points[0.0].searched_both == 0.0 and points[0.5].searched_both == 0.5 and points[1.01].searched_both == 1.0
     # the unsure wrong referent (0.4) searched with the raw query too: its passage comes first again
     assert points[0.5].mrr_at_10 == 1.0 > points[0.0].mrr_at_10
+
+
+def test_a_rewrite_the_bar_held_back_is_searched_beside_the_query():
+    from qr_edge.confidence import search_queries
+
+    query, unsure = "Is it curable?", "Is lobular carcinoma curable?"
+    assert search_queries(query, query, 0.3, held_back=unsure) == [query, unsure]
+    assert search_queries(query, query, 0.3, held_back=query) == [query]  # nothing held back but the query
+    assert search_queries(query, unsure, 0.9) == [unsure] and search_queries(query, unsure, 0.1) == [unsure, query]
+    # the result keeps the query (the bar's decision); its queries also rank the held-back rewrite's passage
+    pairs = [
+        _pair("a", "How tall is it?", "How tall is the Eiffel Tower?", "How tall is the Eiffel Tower?", []),
+        _pair("b", query, unsure, query, search_queries(query, query, 0.3, held_back=unsure)),
+    ]
+    rows = {
+        (r.system, r.slice): r for r in retrieval_rows(Rankings([c for c, _ in pairs], {r.id: r for _, r in pairs}))
+    }
+    assert rows[("rewrite", "all")].recall_at_1 == 0.5  # the query alone misses lobular carcinoma's passage
+    assert rows[("queries (fused)", "all")].mrr_at_10 > rows[("rewrite", "all")].mrr_at_10

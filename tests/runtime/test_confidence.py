@@ -188,6 +188,8 @@ def test_min_confidence_keeps_the_query_with_its_own_decision(default):
     assert kept.decision == Decision.KEPT_LOW_CONFIDENCE and kept.rewrite == kept.query and not kept.changed
     assert kept.confidence == rewritten.confidence and "below min_confidence" in kept.reason
     assert kept.raw_output == rewritten.raw_output  # same model call, only the decision differs
+    # the held-back rewrite is still searched, beside the query; a sure rewrite is searched alone
+    assert kept.queries == [kept.query, rewritten.rewrite] and rewritten.queries == [rewritten.rewrite]
     lenient = Rewriter(n_ctx=2048, min_confidence=max(0.0, rewritten.confidence - 0.01))
     assert lenient.rewrite(CONVERSATION).decision == Decision.REWRITTEN
     with pytest.raises(ValueError, match="min_confidence"):
