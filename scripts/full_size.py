@@ -11,6 +11,7 @@ linear layer, random non-zero A, B and magnitudes.
 
     python scripts/full_size.py --out build/full-size --docs docs/benchmarks-full-size.md    # about 3B: long
     python scripts/full_size.py --shape small --out /tmp/fs                                  # the same path, tiny
+    python scripts/full_size.py --out build/full-size --runtime-only --docs ...   # the runtime half again
 
 Random weights accept no drafts (nothing in them predicts a copy), so the runtime figures are plain greedy.
 A benchmark, not a CI test; the test suite runs ``--shape small``.
@@ -245,6 +246,11 @@ def main() -> None:
     parser.add_argument("--shape", choices=("full", "small"), default="full")
     parser.add_argument("--docs", type=Path, help="write the markdown report here")
     parser.add_argument("--threads", type=int)
+    parser.add_argument(
+        "--runtime-only",
+        action="store_true",
+        help="run the files an earlier run converted into --out again (its build and convert figures are kept)",
+    )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -252,9 +258,17 @@ def main() -> None:
     if args.build_only:
         (args.out / "build.json").write_text(json.dumps(build_stand_in(args.out, shape, STD[args.shape])))
         return
-    result: dict = {"shape": args.shape, "command": " ".join(["python", "scripts/full_size.py", *sys.argv[1:]])}
-    result["build"] = run_build(args.out, args.shape)
-    result["convert"] = run_convert(result["build"]["model"], result["build"]["adapter"], args.out / "standin.gguf")
+    command = " ".join(["python", "scripts/full_size.py", *sys.argv[1:]])
+    if args.runtime_only:
+        earlier = args.out / "result.json"
+        if not earlier.is_file():
+            raise SystemExit(f"--runtime-only: {earlier} is missing; run without it first")
+        result = json.loads(earlier.read_text())
+        result["command"] = result["command"].split("; then ")[0] + f"; then {command}"
+    else:
+        result = {"shape": args.shape, "command": command}
+        result["build"] = run_build(args.out, args.shape)
+        result["convert"] = run_convert(result["build"]["model"], result["build"]["adapter"], args.out / "standin.gguf")
     result["runtime"] = {}
     for quant in RUN_QUANTS:
         path = args.out / f"standin.{quant}.gguf"

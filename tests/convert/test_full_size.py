@@ -42,3 +42,19 @@ def test_the_small_stand_in_converts_and_runs(tmp_path):
         and "| cold, drafting off |" in text
         and "Machine:" in text
     )
+
+    # the runtime half again on the files it converted: build and convert figures as they were, a new runtime
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), "--shape", "small", "--out", str(tmp_path / "fs"), "--runtime-only"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = json.loads((tmp_path / "fs" / "result.json").read_text())
+    assert rerun["build"] == result["build"] and rerun["convert"] == result["convert"]
+    assert set(rerun["runtime"]) == {"Q4_K_M", "Q8_0"} and rerun["command"].endswith("--runtime-only")
+    missing = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "none"), "--runtime-only"], capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "is missing" in missing.stderr
