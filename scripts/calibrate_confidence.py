@@ -12,6 +12,7 @@ choice predicts cases the map never saw; its breakpoints are what the adapter re
     python scripts/calibrate_confidence.py --cases build/eval/v2-dev.cases.jsonl --adapter-dir build/default-lora-v2
     python scripts/calibrate_confidence.py --cases DEV.cases.jsonl --check TEST.cases.jsonl --plots docs/confidence
     python scripts/calibrate_confidence.py --cases DEV.cases.jsonl --adapter-gguf ADAPTER.lora.gguf  # refit in place
+    python scripts/calibrate_confidence.py --cases DEV.cases.jsonl --adapter-gguf ADAPTER.lora.gguf --bar-only
 
 The map also records the default ``min_confidence`` (``evaluate.calibration.default_bar``, chosen on the same cases).
 """
@@ -26,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from qr_edge.atomic_file import write_text_atomic
-from qr_edge.confidence import COMBINED, FEATURES, RIGHT, Calibration, ConfidenceScores, score_value
+from qr_edge.confidence import (
+    COMBINED,
+    FEATURES,
+    RIGHT,
+    Calibration,
+    ConfidenceScores,
+    file_calibration,
+    score_value,
+)
 from qr_edge.evaluate.calibration import (
     MAP_METHODS,
     auroc,
@@ -54,6 +63,11 @@ def main() -> None:
         "--adapter-gguf", type=Path, help="an exported adapter whose GGUF key gets the map (rewritten in place)"
     )
     parser.add_argument(
+        "--bar-only",
+        action="store_true",
+        help="keep the map --adapter-gguf records and choose only its default bar again on the cases",
+    )
+    parser.add_argument(
         "--check", type=Path, action="append", default=[], help="cases (held out) to report the fitted map on"
     )
     parser.add_argument("--plots", type=Path, help="with --check: the reliability and trade-off plots of the last")
@@ -63,6 +77,9 @@ def main() -> None:
         raise SystemExit(f"{args.cases}: some rewrites were kept below a bar; score them with --min-confidence 0")
     if len(cases) < 20:
         raise SystemExit(f"{args.cases}: {len(cases)} cases carry confidence scores; calibrating needs 20 or more")
+    if args.bar_only:
+        _choose_bar(cases, args.adapter_gguf)
+        return
     right = np.array([is_right(c) for c in cases])
     scores: list[ConfidenceScores] = [c.confidence_scores for c in cases]  # type: ignore[misc]
     print(f"{len(cases)} dev cases with scores, {right.mean():.1%} right ({RIGHT})")
@@ -95,7 +112,8 @@ def main() -> None:
     print(
         f"chosen: {best} (AUROC {best_auc:.3f}), {method} map ({held_out[method]:.3f} cross-validated); "
         f"{len(x)} breakpoints; dev ECE {ece(prob, right):.3f} (in sample); default min_confidence "
-        f"{calibration.min_confidence} (the fewest wrong rewrites on dev for at most 1 BLEU)"
+        f"{calibration.min_confidence} (the fewest wrong rewrites on dev for at most 1 BLEU,"
+        " with a bootstrap margin)"
     )
     if args.adapter_dir:
         meta_path = args.adapter_dir / "qr_edge.json"
@@ -108,6 +126,20 @@ def main() -> None:
         print(f"{META_CONFIDENCE_CALIBRATION} -> {args.adapter_gguf}")
     for path in args.check:
         _check(calibration, _read_cases(path), path, args.plots if path == args.check[-1] else None)
+
+
+def _choose_bar(cases: list[CaseResult], adapter: Path | None) -> None:
+    """The adapter's map as it is, with the default bar chosen again on ``cases`` (when the rule changes, not the
+    adapter): its tensors and every other key stay as they are."""
+    calibration = file_calibration(adapter) if adapter else None
+    if calibration is None:
+        raise SystemExit("--bar-only needs an --adapter-gguf that records a confidence map")
+    for case in cases:
+        case.confidence = calibration(case.confidence_scores)  # type: ignore[arg-type]
+    before, calibration.min_confidence = calibration.min_confidence, default_bar(cases, bleu_scorer())
+    print(f"default min_confidence {before} -> {calibration.min_confidence} on {len(cases)} dev cases")
+    _set_key(adapter, META_CONFIDENCE_CALIBRATION, calibration.model_dump_json())  # type: ignore[arg-type]
+    print(f"{META_CONFIDENCE_CALIBRATION} -> {adapter}")
 
 
 def _set_key(path: Path, key: str, value: str) -> None:

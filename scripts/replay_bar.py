@@ -8,10 +8,10 @@ query, as `Rewriter(min_confidence=...)` would return. At bar 0 the rows equal t
 scores the cases keep), for cases evaluated before its map was refitted.
 
     python scripts/replay_bar.py --cases build/eval/v6-test.cases.jsonl --data build/mix/test-*.jsonl \
-        --bar 0.66 --out build/eval/v6-test-bar.json
+        --bar 0.64 --out build/eval/v6-test-bar.json
     python scripts/compare_evals.py build/eval/v6-test.json build/eval/v6-test-bar.json
     python scripts/replay_bar.py --cases build/eval/v6as-test.cases.jsonl --data build/mix/test-en-answer-search.jsonl \
-        --bar 0.66 --passages --out build/eval/v6as-test-bar.json      # what searching with res.queries finds
+        --bar 0.64 --passages --out build/eval/v6as-test-bar.json      # what searching with res.queries finds
 """
 
 from __future__ import annotations
@@ -23,18 +23,14 @@ from pathlib import Path
 
 from qr_edge import Decision
 from qr_edge.atomic_file import write_text_atomic
-from qr_edge.confidence import read_calibration, search_queries
+from qr_edge.confidence import file_calibration, search_queries
 from qr_edge.data.dataset import read_dataset
 from qr_edge.evaluate.quality import CaseResult, metric_rows
-from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
 
 
 def rescored(cases: list[CaseResult], adapter: Path) -> list[CaseResult]:
     """The cases with the confidence ``adapter``'s map gives their scores."""
-    import gguf
-
-    field = gguf.GGUFReader(adapter).get_field(META_CONFIDENCE_CALIBRATION)
-    calibration = read_calibration({META_CONFIDENCE_CALIBRATION: field.contents()} if field else {})
+    calibration = file_calibration(adapter)
     if calibration is None:
         raise SystemExit(f"{adapter} records no confidence map this runtime reads")
     return [

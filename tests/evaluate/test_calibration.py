@@ -43,3 +43,29 @@ def test_default_bar_takes_away_the_wrong_rewrite_without_the_right_ones():
     bar = default_bar(CASES, bleu_scorer())
     assert bar is not None and 0.3 < bar <= 0.8
     assert default_bar(CASES[:2], bleu_scorer()) is None  # nothing wrong to take away
+
+
+def test_default_bar_leaves_a_margin_for_conversations_dev_never_saw():
+    # 70 cases: 67 sure copies, a wrong rewrite at 0.1, a right one at 0.5 and a wrong one at 0.55. A bar at 0.56
+    # takes both wrong ones away for 0.65 / 70 = 0.93 BLEU on these cases, within the 1-point budget on dev itself;
+    # but a resample that draws the right one twice costs about 1.9, so the bar stops below it.
+    right = _case(1, "how old is he?", "how old is Barack Obama?", "how old is Barack Obama?", 0.5)
+    wrong = [
+        _case(i, "what did it cost?", "what did the Eiffel Tower cost?", "Huracan engine prices", c)
+        for i, c in ((2, 0.1), (3, 0.55))
+    ]
+    copies = [
+        _case(
+            10 + i,
+            "what is the capital of France?",
+            "what is the capital of France?",
+            "what is the capital of France?",
+            0.9,
+        )
+        for i in range(67)
+    ]
+    cases = [right, *wrong, *copies]
+    point = {p.threshold: p for p in tradeoff(cases, bleu_scorer(), thresholds=(0.0, 0.56))}
+    assert point[0.56].wrong_rewrites == 0 and point[0.0].bleu4 - point[0.56].bleu4 <= 0.01
+    bar = default_bar(cases, bleu_scorer())
+    assert bar is not None and 0.1 < bar <= 0.5  # the first wrong rewrite goes, the right one stays

@@ -108,7 +108,7 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     import subprocess
     import sys
 
-    from qr_edge.confidence import Calibration, ConfidenceScores, read_calibration
+    from qr_edge.confidence import Calibration, ConfidenceScores, file_calibration, read_calibration
     from qr_edge.evaluate.calibration import MAP_METHODS
     from qr_edge.evaluate.quality import CaseResult
     from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
@@ -178,6 +178,24 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     else:
         assert result.decision != Decision.KEPT_LOW_CONFIDENCE
     assert read_calibration({META_CONFIDENCE_CALIBRATION: '{"score": "nope", "x": [0], "y": [2]}'}) is None
+
+    # --bar-only: the map as recorded, the bar chosen again on other cases; tensors untouched
+    few = tmp_path / "few.cases.jsonl"
+    few.write_text("\n".join(lines[:40]) + "\n")
+    run = subprocess.run(
+        [sys.executable, str(script), "--cases", str(few), "--adapter-gguf", adapter, "--bar-only"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    again = file_calibration(adapter)
+    assert again is not None and again.model_dump(exclude={"min_confidence"}) == calibration.model_dump(
+        exclude={"min_confidence"}
+    )
+    assert f"-> {again.min_confidence} on 40 dev cases" in run.stdout
+    assert [(t.name, t.data.tobytes()) for t in before.tensors] == [
+        (t.name, t.data.tobytes()) for t in GGUFReader(adapter).tensors
+    ]
 
 
 def test_min_confidence_keeps_the_query_with_its_own_decision(default):
