@@ -253,7 +253,8 @@ def main() -> None:
     )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.runtime_only:
+        args.out.mkdir(parents=True, exist_ok=True)
     shape = QWEN25_3B if args.shape == "full" else SMALL
     if args.build_only:
         (args.out / "build.json").write_text(json.dumps(build_stand_in(args.out, shape, STD[args.shape])))
@@ -275,11 +276,11 @@ def main() -> None:
         if path.is_file():
             result["runtime"][quant] = run_rewrites(str(path), args.threads)
             result["runtime"][quant]["file_bytes"] = path.stat().st_size
-    (args.out / "result.json").write_text(json.dumps(result, indent=2))
+    from qr_edge.atomic_file import write_text_atomic
+
+    write_text_atomic(args.out / "result.json", json.dumps(result, indent=2))  # a rerun never leaves half of it
     text = markdown(result)
     if args.docs:
-        from qr_edge.atomic_file import write_text_atomic
-
         write_text_atomic(args.docs, text)
     print(text)
 

@@ -57,4 +57,4 @@ def test_the_small_stand_in_converts_and_runs(tmp_path):
     missing = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path / "none"), "--runtime-only"], capture_output=True, text=True
     )
-    assert missing.returncode != 0 and "is missing" in missing.stderr
+    assert missing.returncode != 0 and "is missing" in missing.stderr and not (tmp_path / "none").exists()
