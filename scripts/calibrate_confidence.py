@@ -134,8 +134,7 @@ def _choose_bar(cases: list[CaseResult], adapter: Path | None) -> None:
     calibration = file_calibration(adapter) if adapter else None
     if calibration is None:
         raise SystemExit("--bar-only needs an --adapter-gguf that records a confidence map")
-    for case in cases:
-        case.confidence = calibration(case.confidence_scores)  # type: ignore[arg-type]
+    _rescore(calibration, cases)
     before, calibration.min_confidence = calibration.min_confidence, default_bar(cases, bleu_scorer())
     print(f"default min_confidence {before} -> {calibration.min_confidence} on {len(cases)} dev cases")
     _set_key(adapter, META_CONFIDENCE_CALIBRATION, calibration.model_dump_json())  # type: ignore[arg-type]
@@ -166,12 +165,17 @@ def _read_cases(path: Path) -> list[CaseResult]:
     return [CaseResult.model_validate_json(line) for line in lines if line.strip()]
 
 
-def _check(calibration: Calibration, cases: list[CaseResult], path: Path, plots: Path | None) -> None:
-    """The map applied to other cases' scores (as an adapter recording it would give them): calibration per
-    slice and the ``min_confidence`` trade-off, as ``qr-edge eval`` reports them."""
+def _rescore(calibration: Calibration, cases: list[CaseResult]) -> None:
+    """Each case's confidence as the map gives it from the scores the case keeps."""
     for case in cases:
         if case.confidence_scores is not None:
             case.confidence = calibration(case.confidence_scores)
+
+
+def _check(calibration: Calibration, cases: list[CaseResult], path: Path, plots: Path | None) -> None:
+    """The map applied to other cases' scores (as an adapter recording it would give them): calibration per
+    slice and the ``min_confidence`` trade-off, as ``qr-edge eval`` reports them."""
+    _rescore(calibration, cases)
     print(f"\n{path}: the map on its cases\n| slice | n | right | AUROC | ECE |\n|---|---|---|---|---|")
     for row in calibration_rows(cases):
         auc = "-" if row.auroc is None else f"{row.auroc:.3f}"

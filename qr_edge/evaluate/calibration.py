@@ -241,11 +241,11 @@ def default_bar(cases: Sequence[CaseResult], bleu: Callable[[str, list[str], str
     if o is None:
         return None
     draws = np.random.default_rng(0).integers(0, len(o.confidence), size=(BOOTSTRAP_RESAMPLES, len(o.confidence)))
-    fit = []
+    fit, every_wrong = [], int(o.wrong.sum())
     for t in FINE_THRESHOLDS:
         kept = o.confidence >= t
         wrong = int((o.wrong & kept).sum())
-        if wrong == int(o.wrong.sum()):
+        if wrong == every_wrong:
             continue
         cost = np.where(kept, 0.0, o.rewrite_bleu - o.query_bleu)  # what each case gives up to the bar
         if np.quantile(cost[draws].mean(axis=1), COST_QUANTILE) <= BLEU_COST:

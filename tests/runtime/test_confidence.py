@@ -165,7 +165,7 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     from gguf import GGUFReader
 
     before, after = GGUFReader(bundled_adapter_path()), GGUFReader(adapter)
-    assert Calibration.model_validate_json(after.fields[META_CONFIDENCE_CALIBRATION].contents()) == calibration
+    assert file_calibration(adapter) == calibration
     assert [(t.name, t.data.tobytes()) for t in before.tensors] == [(t.name, t.data.tobytes()) for t in after.tensors]
     assert not list(tmp_path.glob("*.tmp"))
     rw = Rewriter(embedded_model_path(), adapter=str(adapter), n_ctx=2048)
@@ -231,13 +231,9 @@ def test_by_default_the_bar_is_the_one_the_adapter_records(default):
 def test_every_bundled_adapter_records_a_map_of_todays_right_with_a_bar(name):
     """Each embedded model's adapter is calibrated under the one definition of "right" and brings its own bar
     (chosen on its dev cases), so ``Rewriter(model=name)`` applies it: a map fitted under an older definition fails."""
-    from gguf import GGUFReader
-
-    from qr_edge.confidence import RIGHT
-    from qr_edge.model_meta import META_CONFIDENCE_CALIBRATION
+    from qr_edge.confidence import RIGHT, file_calibration
     from qr_edge.model_source import bundled_adapter_path
 
-    field = GGUFReader(bundled_adapter_path(EMBEDDED_MODELS[name])).get_field(META_CONFIDENCE_CALIBRATION)
-    calibration = read_calibration({META_CONFIDENCE_CALIBRATION: field.contents()})
+    calibration = file_calibration(bundled_adapter_path(EMBEDDED_MODELS[name]))
     assert calibration is not None and calibration.right == RIGHT
     assert calibration.min_confidence is not None and 0.5 <= calibration.min_confidence < 1.0
