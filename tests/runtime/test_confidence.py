@@ -196,6 +196,10 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
     assert [(t.name, t.data.tobytes()) for t in before.tensors] == [
         (t.name, t.data.tobytes()) for t in GGUFReader(adapter).tensors
     ]
+    alone = subprocess.run(
+        [sys.executable, str(script), "--cases", str(few), "--bar-only"], capture_output=True, text=True
+    )
+    assert alone.returncode != 0 and "--bar-only needs an --adapter-gguf" in alone.stderr
 
 
 def test_min_confidence_keeps_the_query_with_its_own_decision(default):
