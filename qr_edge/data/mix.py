@@ -28,9 +28,9 @@ from ..errors import InputFileError
 from .dataset import RewriteRecord, dataset_sha256, write_dataset
 from .importers import FORMATS, import_corpus
 from .synthetic import RewriteGenerator
-from .taskdialog import TaskDialogGenerator
+from .taskdialog import AssistantDialogGenerator, TaskDialogGenerator
 
-GENERATORS = ("synthetic", "taskdialog")
+GENERATORS = ("synthetic", "taskdialog", "assistantdialog")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +42,7 @@ class SourceSpec(BaseModel):
     """One ingredient of the mix."""
 
     name: str
-    kind: str  # an importer format (``qr_edge.data.importers.FORMATS``), or "synthetic" / "taskdialog"
+    kind: str  # an importer format (``qr_edge.data.importers.FORMATS``), or one of GENERATORS
     path: str | None = None  # corpora: relative to the recipe file
     paths: list[str] = Field(default_factory=list)  # several files of one corpus (one pool, split together)
     style: str  # the dev/test file this source's held-out part goes to
@@ -149,6 +149,9 @@ def _records(
         return RewriteGenerator(seed=seed, split="train").generate(spec.train), RewriteGenerator(
             seed=seed, split="golden"
         ).generate(spec.dev + spec.test)
+    if spec.kind == "assistantdialog":
+        held = AssistantDialogGenerator(seed=seed, split="held").generate(spec.dev + spec.test)
+        return AssistantDialogGenerator(seed=seed).generate(spec.train), held
     records = TaskDialogGenerator(seed=seed).generate(total)
     return records[: spec.train], records[spec.train :]
 

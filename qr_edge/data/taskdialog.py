@@ -275,3 +275,226 @@ class TaskDialogGenerator:
             turns, rewrite, label = self._one(lang)
             records.append(record_from_turns(f"task-{lang}-{i:05d}", lang, turns, rewrite, label, "synthetic:task"))
         return records
+
+
+# -- a phone assistant (calls, messages, music, news, reminders, weather) and slot changes in a booking ------------
+# Each scenario: (user request, assistant reply) and follow-ups as (query, standalone form); "{x2}" is the entity the
+# follow-up points at when the reply offered two. Standalone requests of the same domains are the `unchanged` half.
+_ASSISTANT_SCENARIOS = [
+    (
+        "Call {first}.",
+        "Would that be {first} {last} or {first} {last2}?",
+        [
+            ("The second one.", "Call {first} {last2}."),
+            ("The first one.", "Call {first} {last}."),
+            ("{last2}.", "Call {first} {last2}."),
+        ],
+    ),
+    (
+        "Send a message to {first}.",
+        "Do you mean {first} {last} or {first} {last2}?",
+        [
+            ("The second one.", "Send a message to {first} {last2}."),
+            ("{first} {last}, please.", "Send a message to {first} {last}, please."),
+        ],
+    ),
+    (
+        "Text {contact}.",
+        "What would you like to say to {contact}?",
+        [
+            ("Tell {pron} I'm running late.", "Tell {contact} I'm running late."),
+            (
+                "Ask {pron} if {subj} needs anything from the store.",
+                "Ask {contact} if {subj} needs anything from the store.",
+            ),
+        ],
+    ),
+    (
+        "Call {first2}.",
+        "Calling {contact} now.",
+        [
+            ("Actually, text {pron} instead.", "Actually, text {contact} instead."),
+            ("What's {poss} number?", "What's {contact}'s number?"),
+        ],
+    ),
+    (
+        "Play {song} by {artist}.",
+        "Now playing {song} by {artist}.",
+        [
+            ("Add it to my playlist!", "Add {song} by {artist} to my playlist!"),
+            ("Play it again.", "Play {song} by {artist} again."),
+            ("Play more songs by this artist.", "Play more songs by {artist}."),
+        ],
+    ),
+    (
+        "Play some {genre} music.",
+        "Here's {song} by {artist}.",
+        [("Who sings this song?", "Who sings {song}?"), ("Save this song.", "Save {song} by {artist}.")],
+    ),
+    (
+        "What's the weather like in {city} today?",
+        "It's {cond} in {city} today, with a high of {temp} degrees.",
+        [
+            ("What about tomorrow?", "What's the weather like in {city} tomorrow?"),
+            ("And in {city2}?", "What's the weather like in {city2} today?"),
+            ("Will it rain there on {day}?", "Will it rain in {city} on {day}?"),
+        ],
+    ),
+    (
+        "Remind me to {task} at {time}.",
+        "OK, I set a reminder to {task} at {time}.",
+        [
+            ("Change it to {time2}.", "Change the reminder to {task} to {time2}."),
+            ("Delete that reminder.", "Delete the reminder to {task}."),
+            ("Move it to {day}.", "Move the reminder to {task} to {day}."),
+        ],
+    ),
+    (
+        "What's the latest news about {topic}?",
+        "Here are the top stories about {topic}: {head} and {head2}.",
+        [
+            ("Read me the second one.", "Read me the story {head2}."),
+            ("Tell me more about the first story.", "Tell me more about the story {head}."),
+            ("Any updates on that from {source}?", "Any updates on {topic} from {source}?"),
+        ],
+    ),
+    (
+        "I want a {price} restaurant in the {area} part of town serving {food} food.",
+        "There are no {price} {food} restaurants in the {area}. Would you like another type of food?",
+        [
+            ("How about {food2}?", "How about a {price} {food2} restaurant in the {area} part of town?"),
+            ("What about the {area2}?", "What about a {price} {food} restaurant in the {area2} part of town?"),
+        ],
+    ),
+    (
+        "Find me a restaurant serving {food} food in the {area}.",
+        "{venue} serves {food} food in the {area} and is {price}.",
+        [
+            ("What is their phone number?", "What is the phone number of {venue}?"),
+            ("Is there anything cheaper?", "Is there a {food} restaurant in the {area} cheaper than {venue}?"),
+            ("Book it for {n} people.", "Book {venue} for {n} people."),
+        ],
+    ),
+]
+_ASSISTANT_STANDALONE = [
+    "Turn up the volume.",
+    "Play some {genre} music.",
+    "What's the weather in {city2} this weekend?",
+    "Set a reminder to {task} tomorrow at {time}.",
+    "Read me today's headlines.",
+    "Call {first2}.",
+    "Text {first} {last} that I'll be home soon.",
+    "Pause the music.",
+    "What time is it in {city2}?",
+    "Thanks, that's all.",
+    "Cancel all my reminders for today.",
+    "I'd like a {price} {food2} restaurant in the {area2}.",
+]
+#: Slot pools. Of the entity pools (HELD_OUT_KEYS) even positions feed the train split and odd ones the held-out
+#: split, so a dev or test conversation names contacts, songs, cities, tasks and venues that training never showed.
+_ASSISTANT_SLOTS = {
+    "first": ["Tim", "Sarah", "Mike", "Anna", "David", "Emma", "Chris", "Laura", "James", "Nina"],
+    "last": ["Green", "Jackson", "Miller", "Lopez", "Walker", "Nguyen", "Hughes", "Patel", "Foster", "Kim"],
+    "contact": [
+        ("Mom", "her"),
+        ("Dad", "him"),
+        ("Jenny", "her"),
+        ("Paul", "him"),
+        ("Grandma", "her"),
+        ("Kevin", "him"),
+    ],
+    "song": [
+        ("Hello", "Adele"),
+        ("Yesterday", "The Beatles"),
+        ("Halo", "Beyonce"),
+        ("Jolene", "Dolly Parton"),
+        ("Clocks", "Coldplay"),
+        ("Believer", "Imagine Dragons"),
+        ("Respect", "Aretha Franklin"),
+        ("Vienna", "Billy Joel"),
+    ],
+    "genre": ["jazz", "rock", "classical", "country", "pop", "hip hop"],
+    "city": ["Boston", "Seattle", "Denver", "Chicago", "Austin", "Miami", "Portland", "Atlanta"],
+    "cond": ["sunny", "cloudy", "rainy", "windy", "snowy"],
+    "temp": ["41", "58", "65", "72", "80", "88"],
+    "day": ["Monday", "Tuesday", "Wednesday", "Friday", "Saturday", "Sunday"],
+    "task": [
+        "buy milk",
+        "call the dentist",
+        "pick up the kids",
+        "water the plants",
+        "pay the rent",
+        "take my medicine",
+        "book the flights",
+        "send the report",
+    ],
+    "time": ["7am", "9:30am", "noon", "3pm", "5pm", "6:45pm", "8pm", "10pm"],
+    "topic": [
+        ("the election", "Polls close in three states", "Turnout hits a record"),
+        ("the stock market", "Markets rally after rate cut", "Tech shares slide"),
+        ("the World Cup", "Underdogs reach the final", "Star striker out injured"),
+        ("climate change", "Record heat in Europe", "New pledges on emissions"),
+        ("the Mars mission", "Rover finds ancient lake bed", "Launch delayed to spring"),
+        ("the housing market", "Prices fall for a third month", "Mortgage rates ease"),
+    ],
+    "source": ["the BBC", "CNN", "Reuters", "NPR"],
+    "price": ["cheap", "moderately priced", "expensive"],
+    "area": ["north", "south", "east", "west", "centre"],
+    "food": ["Indian", "Italian", "Chinese", "Thai", "French", "Spanish", "Korean", "Turkish"],
+    "venue": [
+        "the Golden Curry",
+        "Pizza Hut Fen Ditton",
+        "Royal Spice",
+        "the Nirala",
+        "La Margherita",
+        "Yippee Noodle Bar",
+    ],
+    "n": ["2", "3", "4", "5", "6", "8"],
+}
+
+
+_HELD_OUT_KEYS = ("first", "last", "contact", "song", "city", "task", "topic", "venue")
+_TUPLE_KEYS = ("contact", "song", "topic")
+
+
+class AssistantDialogGenerator:
+    """``generate(n)``: English phone-assistant and restaurant-search dialogues, about half ``unchanged``.
+
+    The follow-ups the task generator lacks: picking one of two offered contacts ("The second one."), "it" for the
+    song playing or the reminder just set, "her" for a contact, a weather or news follow-up, and a booking slot
+    changed after "no such restaurant" ("How about Italian?"). ``split="held"`` draws entities training never saw.
+    """
+
+    def __init__(self, seed: int = 0, split: str = "train") -> None:
+        self.split = split
+        self.rng = random.Random(f"assistantdialog-{seed}-{split}")
+        offset = 0 if split == "train" else 1
+        self.slots = {k: v[offset::2] if k in _HELD_OUT_KEYS else v for k, v in _ASSISTANT_SLOTS.items()}
+
+    def _slots(self) -> dict[str, str]:
+        pick = {key: self.rng.sample(values, 2) for key, values in self.slots.items()}
+        (contact, pron), (song, artist), (topic, head, head2) = pick["contact"][0], pick["song"][0], pick["topic"][0]
+        slots = {key: values[0] for key, values in pick.items() if key not in _TUPLE_KEYS}
+        slots |= {f"{key}2": values[1] for key, values in pick.items() if key not in _TUPLE_KEYS}
+        slots |= {"contact": contact, "pron": pron, "subj": "she" if pron == "her" else "he"}
+        slots |= {"poss": "her" if pron == "her" else "his", "song": song, "artist": artist}
+        return slots | {"topic": topic, "head": head, "head2": head2}
+
+    def _one(self) -> tuple[list[tuple[str, str]], str, str]:
+        slots = self._slots()
+        ask, reply, follow_ups = self.rng.choice(_ASSISTANT_SCENARIOS)
+        turns = [("user", ask.format(**slots)), ("assistant", reply.format(**slots))]
+        if self.rng.random() < 0.5:
+            query = self.rng.choice(_ASSISTANT_STANDALONE).format(**slots)
+            return [*turns, ("user", query)], query, "unchanged"
+        query, standalone = self.rng.choice(follow_ups)
+        return [*turns, ("user", query.format(**slots))], standalone.format(**slots), "rewritten"
+
+    def generate(self, n: int) -> list[RewriteRecord]:
+        records = []
+        for i in range(n):
+            turns, rewrite, label = self._one()
+            records.append(
+                record_from_turns(f"assistant-{self.split}-{i:05d}", "en", turns, rewrite, label, "synthetic:assistant")
+            )
+        return records

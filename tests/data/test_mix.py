@@ -9,7 +9,7 @@ import pytest
 
 from qr_edge.data.dataset import read_dataset
 from qr_edge.data.mix import build_mix, split_overlap
-from qr_edge.data.taskdialog import TaskDialogGenerator
+from qr_edge.data.taskdialog import AssistantDialogGenerator, TaskDialogGenerator
 from qr_edge.errors import InputFileError
 from qr_edge.text import content_units
 
@@ -137,9 +137,33 @@ def test_task_dialogues_are_half_unchanged_and_deterministic():
     assert [r.model_dump() for r in records[:20]] == [r.model_dump() for r in TaskDialogGenerator(seed=1).generate(20)]
 
 
+def test_assistant_dialogues_resolve_the_offered_entity_and_hold_out_their_entities():
+    train, held = (
+        AssistantDialogGenerator(seed=0).generate(600),
+        AssistantDialogGenerator(seed=0, split="held").generate(200),
+    )
+    assert 0.4 < sum(r.label == "unchanged" for r in train) / len(train) < 0.6
+    assert [r.model_dump() for r in train[:20]] == [
+        r.model_dump() for r in AssistantDialogGenerator(seed=0).generate(20)
+    ]
+    for record in train + held:
+        if record.label == "rewritten":  # what the rewrite adds comes from the conversation, never invented
+            history = " ".join(m.content for m in record.messages[:-1])
+            assert content_units(record.rewrite) - content_units(record.query) <= content_units(history), record
+    picked = [r for r in train if r.query == "The second one."]
+    assert picked and all(r.rewrite.split()[-1].rstrip(".") in r.messages[-2].content.split(" or ")[1] for r in picked)
+
+    def names(records):
+        return {m.content for r in records for m in r.messages[:1] if m.content.startswith(("Call ", "Text "))}
+
+    assert names(train) and names(held) and not names(train) & names(held)
+    assert not {r.id for r in train} & {r.id for r in held}
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
-def test_default_recipe_splits_do_not_overlap(tmp_path):
-    card = build_mix(ROOT / "recipes" / "default.toml", tmp_path)
+@pytest.mark.parametrize("recipe", ["default.toml", "v7.toml"])
+def test_shipped_recipe_splits_do_not_overlap(tmp_path, recipe):
+    card = build_mix(ROOT / "recipes" / recipe, tmp_path)
     assert card.files["train.jsonl"]["records"] >= 4500
     assert {
         "dev-task-cqr.jsonl",
@@ -158,6 +182,15 @@ def test_default_recipe_splits_do_not_overlap(tmp_path):
             kept.setdefault(source, []).append(len(units & content_units(record.rewrite)) / len(units))
     assert len(kept) >= 8
     assert {source: round(sum(v) / len(v), 2) for source, v in kept.items() if sum(v) / len(v) < 0.7} == {}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
+def test_v7_recipe_keeps_every_held_out_file_of_the_default_recipe(tmp_path):
+    default = build_mix(ROOT / "recipes" / "default.toml", tmp_path / "default")
+    v7 = build_mix(ROOT / "recipes" / "v7.toml", tmp_path / "v7")
+    held = {name for name in default.files if name != "train.jsonl"}
+    assert {name: v7.files[name]["sha256"] for name in held} == {name: default.files[name]["sha256"] for name in held}
+    assert set(v7.files) - set(default.files) == {"dev-task-assistant.jsonl", "test-task-assistant.jsonl"}
 
 
 def test_corpora_elsewhere_are_found_with_data_dir(tmp_path):
