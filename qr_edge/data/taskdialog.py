@@ -1,4 +1,5 @@
-"""A seeded generator of task-oriented dialogues (bookings, venues, travel, support), en and zh.
+"""Seeded generators of task-oriented dialogues: bookings, venues, travel and support (en and zh), and a phone
+assistant with restaurant searches (en, ``AssistantDialogGenerator``).
 
 In such dialogues about half the user turns are self-contained requests ("I need a taxi to the
 station at 18:00") that must stay unchanged, and the rest point at the venue the assistant just
