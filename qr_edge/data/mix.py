@@ -77,10 +77,32 @@ class MixCard(BaseModel):
     files: dict[str, dict[str, Any]]  # file name -> {records, sha256, labels, sources}
 
 
+def _raw_recipe(path: Path, seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """The recipe's TOML with ``extends = "other.toml"`` resolved: the other recipe's sources in their order (their
+    seeds follow their positions), each updated by this recipe's source of the same name, then this recipe's new
+    sources; this recipe's other keys win."""
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or Path(parent).name != parent:
+        raise InputFileError(f"recipe {path}: extends names a recipe file in the same folder, not {parent!r}")
+    if path.resolve() in seen:
+        raise InputFileError(f"recipe {path}: extends itself, through {', '.join(p.name for p in seen)}")
+    base = _raw_recipe(path.parent / parent, seen | {path.resolve()})
+    sources = [dict(source) for source in base.get("sources", [])]
+    position = {source.get("name"): i for i, source in enumerate(sources)}
+    for source in raw.get("sources", []):
+        if source.get("name") in position:
+            sources[position[source["name"]]] |= source
+        else:
+            sources.append(source)
+    return base | raw | {"sources": sources}
+
+
 def load_recipe(path: str | Path) -> Recipe:
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(_raw_recipe(Path(path)))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputFileError(f"cannot read recipe {path}: {exc}") from None
     except ValidationError as exc:

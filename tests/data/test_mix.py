@@ -121,6 +121,32 @@ def test_a_different_seed_changes_the_mix(tmp_path):
     assert card1.files["train.jsonl"]["sha256"] != card2.files["train.jsonl"]["sha256"]
 
 
+def test_a_recipe_extends_another_by_source_name(tmp_path):
+    _corpora(tmp_path)
+    base = build_mix(tmp_path / "recipe.toml", tmp_path / "base")
+    (tmp_path / "more.toml").write_text(
+        'extends = "recipe.toml"\n[[sources]]\nname = "gen"\ntrain = 40\n'
+        '[[sources]]\nname = "assistant"\nkind = "assistantdialog"\nstyle = "assistant"\ntrain = 10\ndev = 4\n',
+        encoding="utf-8",
+    )
+    more = build_mix(tmp_path / "more.toml", tmp_path / "more")
+    held = {name: card["sha256"] for name, card in base.files.items() if name != "train.jsonl"}
+    assert {name: more.files[name]["sha256"] for name in held} == held  # the sources keep their places and seeds
+    assert set(more.files) - set(base.files) == {"dev-assistant.jsonl", "test-assistant.jsonl"}
+    train = _files(tmp_path / "more")["train.jsonl"]
+    assert sum(r.source.startswith("synthetic:") and r.id.startswith("train-") for r in train) > sum(
+        r.source.startswith("synthetic:") and r.id.startswith("train-")
+        for r in _files(tmp_path / "base")["train.jsonl"]
+    )
+    for text, message in (
+        ('extends = "../recipe.toml"\n', "same folder"),
+        ('extends = "loop.toml"\n', "extends itself"),
+    ):
+        (tmp_path / "loop.toml").write_text(text)
+        with pytest.raises(InputFileError, match=message):
+            build_mix(tmp_path / "loop.toml", tmp_path / "out")
+
+
 def test_bad_recipe_is_a_typed_error(tmp_path):
     (tmp_path / "r.toml").write_text("seed = [unclosed")
     with pytest.raises(InputFileError, match="r.toml"):
