@@ -27,10 +27,11 @@ from ..atomic_file import write_text_atomic
 from ..errors import InputFileError
 from .dataset import RewriteRecord, dataset_sha256, write_dataset
 from .importers import FORMATS, import_corpus
+from .slotdialog import SlotDialogGenerator
 from .synthetic import RewriteGenerator
 from .taskdialog import AssistantDialogGenerator, TaskDialogGenerator
 
-GENERATORS = ("synthetic", "taskdialog", "assistantdialog")
+GENERATORS = ("synthetic", "taskdialog", "assistantdialog", "slotdialog")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,6 +175,9 @@ def _records(
     if spec.kind == "assistantdialog":
         held = AssistantDialogGenerator(seed=seed, split="held").generate(spec.dev + spec.test)
         return AssistantDialogGenerator(seed=seed).generate(spec.train), held
+    if spec.kind == "slotdialog":
+        held = SlotDialogGenerator(seed=seed, split="held").generate(spec.dev + spec.test)
+        return SlotDialogGenerator(seed=seed).generate(spec.train), held
     records = TaskDialogGenerator(seed=seed).generate(total)
     return records[: spec.train], records[spec.train :]
 

@@ -9,6 +9,7 @@ import pytest
 
 from qr_edge.data.dataset import read_dataset
 from qr_edge.data.mix import build_mix, split_overlap
+from qr_edge.data.slotdialog import SlotDialogGenerator
 from qr_edge.data.taskdialog import AssistantDialogGenerator, TaskDialogGenerator
 from qr_edge.errors import InputFileError
 from qr_edge.text import content_units
@@ -186,8 +187,35 @@ def test_assistant_dialogues_resolve_the_offered_entity_and_hold_out_their_entit
     assert not {r.id for r in train} & {r.id for r in held}
 
 
+def test_slot_dialogues_complete_the_fragment_from_the_conversation_and_hold_out_their_entities():
+    train, held = SlotDialogGenerator(seed=0).generate(1500), SlotDialogGenerator(seed=0, split="held").generate(300)
+    assert 0.4 < sum(r.label == "unchanged" for r in train) / len(train) < 0.6
+    assert [r.model_dump() for r in train[:20]] == [r.model_dump() for r in SlotDialogGenerator(seed=0).generate(20)]
+    for record in train + held:
+        if record.label == "rewritten":  # what the rewrite adds comes from the conversation, never invented
+            history = " ".join(m.content for m in record.messages[:-1])
+            assert content_units(record.rewrite) - content_units(record.query) <= content_units(history), record
+    # an area given as a fragment becomes the full request: the opening's wording, every constraint, the new area
+    fragments = [r for r in train if r.label == "rewritten" and r.query in ("The west.", "West, please.")]
+    assert fragments and all(
+        r.rewrite.endswith(("in the west.", "in the west?", "in the west, please.")) for r in fragments
+    )
+    # histories of more than one exchange, and standalone queries that name the venue just offered
+    assert any(len(r.messages) >= 5 for r in train)
+    assert any(r.label == "unchanged" and r.query.startswith("What is the phone number of") for r in train)
+
+    def mentions(records, name):
+        return any(name in m.content for r in records for m in r.messages)
+
+    # pools alternate between the splits: the first venue and contact train, the second ones are held out
+    for trained, unseen in (("the Golden Curry", "Pipasha"), ("Rachel", "Omar")):
+        assert mentions(train, trained) and not mentions(train, unseen)
+        assert mentions(held, unseen) and not mentions(held, trained)
+    assert not {r.id for r in train} & {r.id for r in held}
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
-@pytest.mark.parametrize("recipe", ["default.toml", "v7.toml"])
+@pytest.mark.parametrize("recipe", ["default.toml", "v7.toml", "v8.toml"])
 def test_shipped_recipe_splits_do_not_overlap(tmp_path, recipe):
     card = build_mix(ROOT / "recipes" / recipe, tmp_path)
     assert card.files["train.jsonl"]["records"] >= 4500
@@ -211,12 +239,16 @@ def test_shipped_recipe_splits_do_not_overlap(tmp_path, recipe):
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
-def test_v7_recipe_keeps_every_held_out_file_of_the_default_recipe(tmp_path):
-    default = build_mix(ROOT / "recipes" / "default.toml", tmp_path / "default")
-    v7 = build_mix(ROOT / "recipes" / "v7.toml", tmp_path / "v7")
-    held = {name for name in default.files if name != "train.jsonl"}
-    assert {name: v7.files[name]["sha256"] for name in held} == {name: default.files[name]["sha256"] for name in held}
-    assert set(v7.files) - set(default.files) == {"dev-task-assistant.jsonl", "test-task-assistant.jsonl"}
+@pytest.mark.parametrize(
+    ("before", "after", "style"), [("default.toml", "v7.toml", "task-assistant"), ("v7.toml", "v8.toml", "task-slot")]
+)
+def test_a_recipe_keeps_every_held_out_file_of_the_recipe_it_extends(tmp_path, before, after, style):
+    """Adapters are compared on the same files: a later recipe only adds its new style's dev and test files."""
+    old = build_mix(ROOT / "recipes" / before, tmp_path / "old")
+    new = build_mix(ROOT / "recipes" / after, tmp_path / "new")
+    held = {name for name in old.files if name != "train.jsonl"}
+    assert {name: new.files[name]["sha256"] for name in held} == {name: old.files[name]["sha256"] for name in held}
+    assert set(new.files) - set(old.files) == {f"dev-{style}.jsonl", f"test-{style}.jsonl"}
 
 
 def test_corpora_elsewhere_are_found_with_data_dir(tmp_path):
