@@ -201,6 +201,21 @@ class SlotDialogGenerator:
     def one(self, *options: str) -> str:
         return self.rng.choice(options)
 
+    def _asked_or_full(self, turns: Turns, query: str, rewrite: str) -> Dialogue:
+        """The short query with its rewrite, or (45%) the user saying it in full: a query that stands alone."""
+        if self.rng.random() < 0.45:
+            return turns, rewrite, rewrite
+        return turns, query, rewrite
+
+    def _follow_up(
+        self, turns: Turns, pairs: list[tuple[str, str]], standalone: list[str], standalone_share: float = 0.45
+    ) -> Dialogue:
+        """A standalone query (kept as it is) or one of the follow-ups with its rewrite."""
+        if self.rng.random() < standalone_share:
+            query = self.rng.choice(standalone)
+            return turns, query, query
+        return (turns, *self.rng.choice(pairs))
+
     # -- restaurants: constraints one at a time, then the venue offered, two offered, or none -------------------
     @staticmethod
     def _describe(c: dict[str, str]) -> str:
@@ -269,9 +284,7 @@ class SlotDialogGenerator:
                 "OK,": f"OK, {changed} then.",
             }
             rewrite = next(v for k, v in long.items() if short.startswith(k))
-            if self.rng.random() < 0.45:
-                return turns, rewrite, rewrite
-            return turns, short, rewrite
+            return self._asked_or_full(turns, short, rewrite)
         if outcome < 0.45:  # two offered: one picked by position
             turns.append(
                 (
@@ -293,9 +306,7 @@ class SlotDialogGenerator:
             short, rewrite = self.rng.choice(pairs)
             n = self.pick("n")[0]
             short, rewrite = short.format(n=n), rewrite.format(n=n)
-            if self.rng.random() < 0.45:
-                return turns, rewrite, rewrite
-            return turns, short, rewrite
+            return self._asked_or_full(turns, short, rewrite)
         turns.append(
             (
                 "assistant",
@@ -328,10 +339,7 @@ class SlotDialogGenerator:
             f"Can you book a table at {venue} for {n} on {day}?",
             f"What is the phone number of {venue}?",
         ]
-        if self.rng.random() < 0.5:
-            query = self.rng.choice(standalone)
-            return turns, query, query
-        return (turns, *self.rng.choice(follow))
+        return self._follow_up(turns, follow, standalone, standalone_share=0.5)
 
     # -- a phone assistant ---------------------------------------------------------------------------------------
     def _contact(self) -> Dialogue:
@@ -358,9 +366,7 @@ class SlotDialogGenerator:
             "The second." if pick_second else "The first.",
         )
         rewrite = f"{verb} {first} {chosen}."
-        if self.rng.random() < 0.45:
-            return turns, rewrite, rewrite
-        return turns, query, rewrite
+        return self._asked_or_full(turns, query, rewrite)
 
     def _number(self) -> Dialogue:
         (contact, _), (kind, kind2) = self.pick("contact")[0], self.rng.sample(_VALUES["number"], 2)
@@ -371,9 +377,7 @@ class SlotDialogGenerator:
         ]
         query = self.one(f"{_cap(kind)}.", f"The {kind} one.", f"{_cap(kind)}, please.", f"The {kind} number.")
         rewrite = f"{verb} {contact}'s {kind} number."
-        if self.rng.random() < 0.45:
-            return turns, rewrite, rewrite
-        return turns, query, rewrite
+        return self._asked_or_full(turns, query, rewrite)
 
     def _message(self) -> Dialogue:
         (contact, pron), (other, _) = self.pick("contact", 2)
@@ -402,10 +406,7 @@ class SlotDialogGenerator:
                 (f"Send {pron} a message saying {reply}.", f"Send {contact} a message saying {reply}."),
             ]
             standalone = [f"Call {other}.", "OK, thanks."]
-        if self.rng.random() < 0.45:
-            query = self.rng.choice(standalone)
-            return turns, query, query
-        return (turns, *self.rng.choice(pairs))
+        return self._follow_up(turns, pairs, standalone)
 
     def _music(self) -> Dialogue:
         (song, artist), (song2, _) = self.pick("song", 2)
@@ -424,10 +425,7 @@ class SlotDialogGenerator:
             ("What album is it from?", f"What album is {song} from?"),
         ]
         standalone = [f"Play {song2}.", "Turn the volume down.", "Pause.", f"Shuffle my {playlist} playlist."]
-        if self.rng.random() < 0.45:
-            query = self.rng.choice(standalone)
-            return turns, query, query
-        return (turns, *self.rng.choice(pairs))
+        return self._follow_up(turns, pairs, standalone)
 
     def _weather(self) -> Dialogue:
         city, city2 = self.pick("city", 2)
@@ -447,10 +445,7 @@ class SlotDialogGenerator:
             ("What's the low?", f"What's the low in {city} on {day}?"),
         ]
         standalone = [f"What's the weather in {city2} this weekend?", f"Will it snow in {city2} tomorrow?", "Thanks."]
-        if self.rng.random() < 0.45:
-            query = self.rng.choice(standalone)
-            return turns, query, query
-        return (turns, *self.rng.choice(pairs))
+        return self._follow_up(turns, pairs, standalone)
 
     def _reminder(self) -> Dialogue:
         task, task2 = self.pick("task", 2)
@@ -476,10 +471,7 @@ class SlotDialogGenerator:
                 ("Cancel it.", f"Cancel the alarm for {time}."),
             ]
             standalone = [f"Set a timer for {self.pick('n')[0]} minutes.", f"Remind me to {task2} at {time2}."]
-        if self.rng.random() < 0.45:
-            query = self.rng.choice(standalone)
-            return turns, query, query
-        return (turns, *self.rng.choice(pairs))
+        return self._follow_up(turns, pairs, standalone)
 
     def _news(self) -> Dialogue:
         (topic, head, head2), (topic2, _, _) = self.pick("topic", 2)
@@ -495,10 +487,7 @@ class SlotDialogGenerator:
             ("Read me the last one.", f"Read me the story {head2}."),
         ]
         standalone = [f"Any news on {topic2}?", "Read me today's headlines.", "That's enough news, thanks."]
-        if self.rng.random() < 0.45:
-            query = self.rng.choice(standalone)
-            return turns, query, query
-        return (turns, *self.rng.choice(pairs))
+        return self._follow_up(turns, pairs, standalone)
 
     def generate(self, n: int) -> list[RewriteRecord]:
         records = []
