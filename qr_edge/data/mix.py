@@ -31,7 +31,9 @@ from .slotdialog import SlotDialogGenerator
 from .synthetic import RewriteGenerator
 from .taskdialog import AssistantDialogGenerator, TaskDialogGenerator
 
-GENERATORS = ("synthetic", "taskdialog", "assistantdialog", "slotdialog")
+#: Generators whose dev/test split is drawn apart, from entities training never saw (``split="held"``).
+HELD_OUT_GENERATORS = {"assistantdialog": AssistantDialogGenerator, "slotdialog": SlotDialogGenerator}
+GENERATORS = ("synthetic", "taskdialog", *HELD_OUT_GENERATORS)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,12 +174,11 @@ def _records(
         return RewriteGenerator(seed=seed, split="train").generate(spec.train), RewriteGenerator(
             seed=seed, split="golden"
         ).generate(spec.dev + spec.test)
-    if spec.kind == "assistantdialog":
-        held = AssistantDialogGenerator(seed=seed, split="held").generate(spec.dev + spec.test)
-        return AssistantDialogGenerator(seed=seed).generate(spec.train), held
-    if spec.kind == "slotdialog":
-        held = SlotDialogGenerator(seed=seed, split="held").generate(spec.dev + spec.test)
-        return SlotDialogGenerator(seed=seed).generate(spec.train), held
+    if spec.kind in HELD_OUT_GENERATORS:
+        generator = HELD_OUT_GENERATORS[spec.kind]
+        return generator(seed=seed).generate(spec.train), generator(seed=seed, split="held").generate(
+            spec.dev + spec.test
+        )
     records = TaskDialogGenerator(seed=seed).generate(total)
     return records[: spec.train], records[spec.train :]
 

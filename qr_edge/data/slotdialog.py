@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 
 from .dataset import RewriteRecord, record_from_turns
+from .taskdialog import split_pools
 
 Turns = list[tuple[str, str]]
 #: (history, query, rewrite); rewrite == query for a query that stands alone
@@ -165,12 +166,28 @@ _VALUES = {  # attribute values: shared by both splits
 }
 
 
+#: A constraint changed after "no match": (the query's wording, its rewrite with the full description ``{d}``).
+_CHANGED_CONSTRAINT = {
+    "food": [
+        ("How about {v}?", "How about {d}?"),
+        ("What about {v} food?", "What about {d}?"),
+        ("Try {v} then.", "Try {d} then."),
+    ],
+    "area": [
+        ("What about the {v}?", "What about {d}?"),
+        ("Is there one in the {v}?", "Is there {d}?"),
+        ("How about the {v} then?", "How about {d}?"),
+    ],
+    "price": [
+        ("Is there a {v} one?", "Is there {d}?"),
+        ("What about {v}?", "What about {d}?"),
+        ("OK, something {v} then.", "OK, {d} then."),
+    ],
+}
+
+
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def _venue_name(venue: str, start: bool = False) -> str:
-    return _cap(venue) if start else venue
 
 
 class SlotDialogGenerator:
@@ -179,8 +196,7 @@ class SlotDialogGenerator:
     def __init__(self, seed: int = 0, split: str = "train") -> None:
         self.split = split
         self.rng = random.Random(f"slotdialog-{seed}-{split}")
-        offset = 0 if split == "train" else 1
-        self.pools = {k: v[offset::2] for k, v in _POOLS.items()}
+        self.pools = split_pools(_POOLS, split)
         self.scenarios: list[Callable[[], Dialogue]] = [
             self._restaurant,
             self._restaurant,
@@ -226,14 +242,13 @@ class SlotDialogGenerator:
         return text + (f" in the {c['area']}" if "area" in c else "")
 
     def _restaurant(self) -> Dialogue:
-        frames = [
-            ("I'm looking for {d}.", "I'm looking for {d}."),
-            ("Can you find me {d}?", "Can you find me {d}?"),
-            ("I need {d}, please.", "I need {d}, please."),
-            ("Is there {d}?", "Is there {d}?"),
-            ("I want to find {d}.", "I want to find {d}."),
-        ]
-        frame = self.one(*frames)[0]
+        frame = self.one(
+            "I'm looking for {d}.",
+            "Can you find me {d}?",
+            "I need {d}, please.",
+            "Is there {d}?",
+            "I want to find {d}.",
+        )
         keys = ["food", "area", "price"]
         given = self.rng.sample(keys, self.rng.choice([1, 1, 2]))
         c = {k: self.pick(k)[0] for k in given}
@@ -271,20 +286,9 @@ class SlotDialogGenerator:
             key = self.rng.choice(keys)
             other = self.rng.choice([v for v in _VALUES[key] if v != c[key]])
             changed = self._describe(c | {key: other})
-            short = {
-                "food": self.one("How about {v}?", "What about {v} food?", "Try {v} then."),
-                "area": self.one("What about the {v}?", "Is there one in the {v}?", "How about the {v} then?"),
-                "price": self.one("Is there a {v} one?", "What about {v}?", "OK, something {v} then."),
-            }[key].format(v=other)
-            long = {
-                "How about": f"How about {changed}?",
-                "What about": f"What about {changed}?",
-                "Try": f"Try {changed} then.",
-                "Is there": f"Is there {changed}?",
-                "OK,": f"OK, {changed} then.",
-            }
-            rewrite = next(v for k, v in long.items() if short.startswith(k))
-            return self._asked_or_full(turns, short, rewrite)
+            # one wording drawn per constraint, whichever changes (so the committed mixes reproduce)
+            short, long = {k: self.rng.choice(wordings) for k, wordings in _CHANGED_CONSTRAINT.items()}[key]
+            return self._asked_or_full(turns, short.format(v=other), long.format(d=changed))
         if outcome < 0.45:  # two offered: one picked by position
             turns.append(
                 (
@@ -311,10 +315,10 @@ class SlotDialogGenerator:
             (
                 "assistant",
                 self.one(
-                    f"{_venue_name(venue, True)} is {self._describe(c)}.",
+                    f"{_cap(venue)} is {self._describe(c)}.",
                     f"I recommend {venue}. It serves {food} food in the {area} and is {price}.",
                     f"How about {venue}? It is a {price} {food} place in the {area}.",
-                    f"{_venue_name(venue, True)} matches. It's in the {area} and serves {food} food.",
+                    f"{_cap(venue)} matches. It's in the {area} and serves {food} food.",
                 ),
             )
         )

@@ -455,6 +455,15 @@ _ASSISTANT_SLOTS = {
 
 
 _HELD_OUT_KEYS = ("first", "last", "contact", "song", "city", "task", "topic", "venue")
+
+
+def split_pools(pools: dict[str, list], split: str, keys: tuple[str, ...] | None = None) -> dict[str, list]:
+    """Entity pools for a split: even positions train, odd positions are held out (dev/test), so held-out
+    conversations name entities training never saw. Pools not in ``keys`` (default: all) are shared."""
+    offset = 0 if split == "train" else 1
+    return {k: v[offset::2] if keys is None or k in keys else v for k, v in pools.items()}
+
+
 _TUPLE_KEYS = ("contact", "song", "topic")
 
 
@@ -469,8 +478,7 @@ class AssistantDialogGenerator:
     def __init__(self, seed: int = 0, split: str = "train") -> None:
         self.split = split
         self.rng = random.Random(f"assistantdialog-{seed}-{split}")
-        offset = 0 if split == "train" else 1
-        self.slots = {k: v[offset::2] if k in _HELD_OUT_KEYS else v for k, v in _ASSISTANT_SLOTS.items()}
+        self.slots = split_pools(_ASSISTANT_SLOTS, split, _HELD_OUT_KEYS)
 
     def _slots(self) -> dict[str, str]:
         pick = {key: self.rng.sample(values, 2) for key, values in self.slots.items()}
