@@ -63,11 +63,14 @@ JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemal
 
 # The adapter continues the previous one (v8 = v4's 10,000 examples + 3,000 + 3,000 of the default mix + 1,974 of the
 # v7 mix + 3,328 of the v8 mix, as committed at $(INIT_COMMIT)) for 1,592 examples of the v9 mix (SEED; --epochs
-# 0.117 = 199 steps x 8): 2 CPU cores train ~0.5-1.7 examples/s, too slow to start from zero on every corpus.
-# --epochs plans a schedule whose LR decays by the last step.
+# 0.117 = 199 steps x 8) in prompt format 2: 2 CPU cores train ~0.5-1.7 examples/s, too slow to start from zero on
+# every corpus. --epochs plans a schedule whose LR decays by the last step. (v10's trial, not shipped: INIT_COMMIT
+# 79140cc, SEED 5, EPOCHS 0.353, PROMPT_FORMAT 4; see the model card.)
 INIT_COMMIT := 1b13f2f
 # v5's segment drew with seed 0, v6's with 1, v7's with 2, v8's with 3
 SEED := 4
+EPOCHS := 0.117
+PROMPT_FORMAT := 2
 INIT_ADAPTER := build/init-$(INIT_COMMIT).lora.gguf
 
 $(INIT_ADAPTER):
@@ -75,8 +78,8 @@ $(INIT_ADAPTER):
 
 adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl --eval-limit 40 \
-		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --epochs 0.117 \
-		--prompt-format 2 --seed $(SEED) \
+		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --epochs $(EPOCHS) \
+		--prompt-format $(PROMPT_FORMAT) --seed $(SEED) \
 		--init-adapter $(INIT_ADAPTER) $(if $(RESUME),--resume)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF

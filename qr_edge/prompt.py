@@ -6,14 +6,22 @@ Layout (the stable part first, so its KV cache is reused across calls and conver
     user:      <history><user>..</user><assistant>..</assistant></history> <current_query>..</current_query>
     assistant: <rewritten_query>  -> the model continues, and stops at </rewritten_query>
 
-Format "3" (append-only) writes the current query as the last ``<user>`` turn of ``<history>`` instead, so
-the next turn's prompt extends this one's and only the closing part after the last turn is evaluated again.
+Format "4" (append-only) writes the conversation after the template's turn switch, as the start of the model's
+own reply, one ``user:`` or ``assistant:`` line per turn with the current query last::
+
+    system:    <task>...</task>
+    user:      The conversation follows.
+    assistant: <history>\nuser:..\nassistant:..\nuser:<query></history><rewritten_query>  -> the model continues
+
+so the next turn's prompt extends this one's, and a follow-up evaluates its two new lines (7 tokens of role
+markers on SmolLM2's tokenizer) and the 9-token closing part ``</history><rewritten_query>`` again.
 
 All conversation text is XML-escaped, so a message cannot close or open a section.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -53,13 +61,17 @@ COMPACT_REWRITE_TASK = (
 #: Format "2" clips assistant turns (characters): the last answer keeps more, since follow-ups point at it.
 LAST_ANSWER_CHARS = 480
 EARLIER_ANSWER_CHARS = 160
-#: Format "3": the current query is the last <user> turn; every assistant turn is clipped alike (a turn's text
-#: never changes as the conversation grows, so the prompt only grows).
+#: Format "4": the current query is the last user line of <history>; every assistant turn is clipped alike (a
+#: turn's text never changes as the conversation grows, so the prompt only grows).
+CURRENT_QUERY_PLACE = "the last user: line of <history>"
 APPEND_REWRITE_TASK = (
-    "Rewrite the current query, the last <user> turn in <history>, as a standalone query; "
+    f"Rewrite the current query, {CURRENT_QUERY_PLACE}, as a standalone query; "
     "copy it unchanged if it already stands alone."
 )
+#: Format "4"'s user turn: the same for every call, so the whole template part is a cacheable prefix.
+APPEND_REQUEST = "The conversation follows."
 APPEND_ANSWER_CHARS = 400
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 def clip_answer(text: str, limit: int) -> str:
@@ -105,9 +117,16 @@ def _query_block(history: Sequence[Message], query: str) -> str:
     return f"{_history_block(history)}\n<current_query>{xml_escape(query)}</current_query>"
 
 
+def turn_line(text: str) -> str:
+    """A turn's text as format 4 shows it: escaped, on one line (a line break inside a message cannot start a
+    forged ``user:`` line)."""
+    return _LINE_BREAKS.sub(" ", xml_escape(text))
+
+
 def _append_block(history: Sequence[Message], query: str) -> str:
-    """Format 3: every turn, the query last; the text after the query's ``</user>`` is only ``</history>``."""
-    return _history_block([*history, Message(role="user", content=query)])
+    """Format 4's body: every turn a line, the query last; what follows it is only the closing part."""
+    turns = [*history, Message(role="user", content=query)]
+    return "<history>" + "".join(f"\n{m.role}:{turn_line(m.content)}" for m in turns) + "</history>"
 
 
 @dataclass(frozen=True)
@@ -181,7 +200,16 @@ class PromptBuilder:
     # -- rendering -------------------------------------------------------------------------------
     def _render(self, system: str, user: str, open_tag: str, stop: str, opening: str = "") -> RenderedPrompt:
         """One template render per prompt; the stable prefix (everything before the user turn's content) is
-        found once per system text by rendering a sentinel user turn, then cached."""
+        found once per system text by rendering a sentinel user turn, then cached.
+
+        Format 4 renders the template once per system text (its user turn never changes) and writes ``user``,
+        the conversation, after the turn switch: the whole template part is the stable prefix."""
+        if self.append_only:
+            head = self._prefixes.get(system)
+            if head is None:
+                chat = [{"role": "system", "content": system}, {"role": "user", "content": APPEND_REQUEST}]
+                head = self._prefixes[system] = self.template.render(chat, add_generation_prompt=True)
+            return RenderedPrompt(text=head + user + open_tag, stable_prefix=head, stop=stop, opening=opening)
         prefix = self._prefixes.get(system)
         if prefix is None:
             sentinel = "\x00QR_EDGE_USER\x00"
@@ -207,7 +235,7 @@ class PromptBuilder:
     def gate_prompt(self, messages: Sequence[Message], question: GateQuestion) -> RenderedPrompt:
         task = f"<task>\n{GATE_TASKS[question]}\n</task>"
         if self.append_only:
-            task = task.replace("<current_query>", "the last <user> turn of <history>")
+            task = task.replace("<current_query>", CURRENT_QUERY_PLACE)
         return self._render(task, self._body(messages), ANSWER_OPEN, ANSWER_CLOSE)
 
     # -- training pairs --------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def train(
     prompt_format: Annotated[
         str,
         typer.Option(
-            "--prompt-format", help="2: compact (adapters), 3: append-only (fewer new tokens a turn), 1: full task"
+            "--prompt-format", help="2: compact (adapters), 4: append-only (fewer new tokens a turn), 1: full task"
         ),
     ] = TRAIN_PROMPT_FORMAT,
     bf16: Annotated[

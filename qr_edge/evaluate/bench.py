@@ -50,6 +50,10 @@ class BenchRow(BaseModel):
     #: tokens of the conversation text that arrived since the conversation's last rewrite (the new assistant
     #: and user turns, as the prompt shows them): evaluated minus this is what the prompt format wraps around it
     mean_new_turn_tokens: float | None = None
+    #: mean over follow-up turns (a request that extends one of its conversation's earlier requests) of tokens
+    #: evaluated minus the new turns' own: what the prompt format wraps around a follow-up (the corpus issue's
+    #: bound is 16)
+    follow_up_wrapping: float | None = None
     generated_tokens_per_s: float | None = None
     load_s: float
     peak_rss_mb: float
@@ -157,11 +161,15 @@ def _bench_qr_edge(
     rows = []
     for scenario in scenarios:
         ms, ev, re_, gen, gen_s, passes, floors, turn_tokens = [], [], [], [], 0.0, 0, [], []
+        wrapping: list[int] = []
         seen: list[list[dict[str, str]]] = []
         for messages in requests(scenario, turns, repeat):
-            turn_tokens.append(_new_turn_tokens(rw, messages, seen))
+            own, follow_up = _new_turn_tokens(rw, messages, seen)
+            turn_tokens.append(own)
             seen.append(messages)
             t = rw.rewrite(messages).timings
+            if follow_up:
+                wrapping.append(t.prompt_tokens_evaluated - own)
             ms.append(t.total_ms)
             ev.append(t.prompt_tokens_evaluated)
             re_.append(t.prompt_tokens_reused)
@@ -188,20 +196,22 @@ def _bench_qr_edge(
         row.efficiency = round(statistics.median(f / m for f, m in zip(floors, ms, strict=True)), 2)
         row.tokens_per_pass = round(sum(gen) / passes, 2) if passes else None
         row.mean_new_turn_tokens = round(statistics.mean(turn_tokens), 1)
+        row.follow_up_wrapping = round(statistics.mean(wrapping), 1) if wrapping else None
         floor = _row("floor", scenario, floors, load_s, ev, re_, note="llama.cpp alone for qr-edge's token counts")
         rows += [row, floor]
     return rows
 
 
-def _new_turn_tokens(rw: Any, messages: list[dict[str, str]], seen: list[list[dict[str, str]]]) -> int:
-    """Tokens of the turns not in the conversation's previous request, as the prompt shows them (clipped, escaped)."""
+def _new_turn_tokens(rw: Any, messages: list[dict[str, str]], seen: list[list[dict[str, str]]]) -> tuple[int, bool]:
+    """Tokens of the turns not in the conversation's previous request, as the prompt shows them (clipped, escaped),
+    and whether there was such a request (a follow-up)."""
     from ..messages import Message
-    from ..prompt import xml_escape
+    from ..prompt import turn_line
 
     previous = max((len(p) for p in seen if p == messages[: len(p)]), default=0)
     history, query = rw.builder.split([Message(**m) for m in messages])
     shown = [m.content for m in history[previous:]] + [query]
-    return sum(len(rw.engine.token_ids(xml_escape(text))) for text in shown)
+    return sum(len(rw.engine.token_ids(turn_line(text))) for text in shown), previous > 0
 
 
 def _history_text(messages: list[dict[str, str]]) -> str:
