@@ -117,7 +117,7 @@ def _query_block(history: Sequence[Message], query: str) -> str:
     return f"{_history_block(history)}\n<current_query>{xml_escape(query)}</current_query>"
 
 
-def turn_line(text: str) -> str:
+def _turn_line(text: str) -> str:
     """A turn's text as format 4 shows it: escaped, on one line (a line break inside a message cannot start a
     forged ``user:`` line)."""
     return _LINE_BREAKS.sub(" ", xml_escape(text))
@@ -126,7 +126,7 @@ def turn_line(text: str) -> str:
 def _append_block(history: Sequence[Message], query: str) -> str:
     """Format 4's body: every turn a line, the query last; what follows it is only the closing part."""
     turns = [*history, Message(role="user", content=query)]
-    return "<history>" + "".join(f"\n{m.role}:{turn_line(m.content)}" for m in turns) + "</history>"
+    return "<history>" + "".join(f"\n{m.role}:{_turn_line(m.content)}" for m in turns) + "</history>"
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,10 @@ class PromptBuilder:
             ]
             parts.append("<examples>\n" + "\n".join(blocks) + "\n</examples>")
         return "\n".join(parts)
+
+    def turn_text(self, text: str) -> str:
+        """A turn's text as this format shows it: escaped, and in format 4 on one line."""
+        return _turn_line(text) if self.append_only else xml_escape(text)
 
     def split(self, messages: Sequence[Message]) -> tuple[list[Message], str]:
         """History (every turn before the last; in the compact format with assistant turns clipped) and the query."""

@@ -206,12 +206,11 @@ def _new_turn_tokens(rw: Any, messages: list[dict[str, str]], seen: list[list[di
     """Tokens of the turns not in the conversation's previous request, as the prompt shows them (clipped, escaped),
     and whether there was such a request (a follow-up)."""
     from ..messages import Message
-    from ..prompt import turn_line
 
     previous = max((len(p) for p in seen if p == messages[: len(p)]), default=0)
     history, query = rw.builder.split([Message(**m) for m in messages])
     shown = [m.content for m in history[previous:]] + [query]
-    return sum(len(rw.engine.token_ids(turn_line(text))) for text in shown), previous > 0
+    return sum(len(rw.engine.token_ids(rw.builder.turn_text(text))) for text in shown), previous > 0
 
 
 def _history_text(messages: list[dict[str, str]]) -> str:

@@ -181,8 +181,8 @@ def test_bench_measures_what_a_follow_up_adds_around_its_new_turns(tmp_path):
     """The follow-up turn's wrapping (tokens evaluated minus its new turns' own) is what the prompt format predicts:
     the tokens after the part this turn's prompt shares with the previous turn's, minus the new turns' tokens."""
     from qr_edge import Rewriter
+    from qr_edge.engine import _common_prefix
     from qr_edge.messages import parse_messages
-    from qr_edge.prompt import turn_line
 
     out = tmp_path / "b.json"
     args = ("bench", "--turns", "3", "--repeat", "1", "--system", "qr-edge", "--scenario", "stream", "--out", str(out))
@@ -192,9 +192,10 @@ def test_bench_measures_what_a_follow_up_adds_around_its_new_turns(tmp_path):
     first, follow_up = requests("stream", turns=3, repeat=1)
     rw = Rewriter()
     before, after = (rw.engine.tokenize(rw.render_prompt(parse_messages(m))) for m in (first, follow_up))
-    shared = next(i for i, (x, y) in enumerate(zip(before, after, strict=False)) if x != y)
-    own = sum(len(rw.engine.token_ids(turn_line(m["content"]))) for m in follow_up[len(first) :])
-    assert row["follow_up_wrapping"] == len(after) - shared - own > 16  # format 2 (the bundled adapter's) wraps more
+    own = sum(len(rw.engine.token_ids(rw.builder.turn_text(m["content"]))) for m in follow_up[len(first) :])
+    assert (
+        row["follow_up_wrapping"] == len(after) - _common_prefix(before, after) - own > 16
+    )  # format 2 (the bundled adapter's) wraps more
 
 
 def test_bench_requests_arrive_in_order():

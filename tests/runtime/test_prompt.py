@@ -184,12 +184,11 @@ def test_append_only_follow_up_evaluates_its_own_tokens_plus_16_on_smollm2(rewri
     """The corpus issue's bound on the embedded model's own tokenizer: a follow-up's prompt shares every token of
     the previous turn's up to the closing part, and what it adds is its two new turns plus 16 (role markers 7,
     closing ``</history><rewritten_query>`` 9)."""
-    from qr_edge.prompt import turn_line
+    from qr_edge.engine import _common_prefix
 
     b = PromptBuilder(rewriter.builder.template, fmt="4")
     engine = rewriter.engine
     before = engine.tokenize(b.rewrite_prompt(parse_messages(conversation[:3])).text)
     after = engine.tokenize(b.rewrite_prompt(parse_messages(conversation)).text)
-    shared = next(i for i, (x, y) in enumerate(zip(before, after, strict=False)) if x != y)
-    own = sum(len(engine.token_ids(turn_line(m["content"]))) for m in conversation[3:])
-    assert len(after) - shared == own + 16
+    own = sum(len(engine.token_ids(b.turn_text(m["content"]))) for m in conversation[3:])
+    assert len(after) - _common_prefix(before, after) == own + 16
