@@ -10,8 +10,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"'})
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
-_LATIN = re.compile(r"[a-z0-9]+(?:['’.\-][a-z0-9]+)*")
+_LATIN = re.compile(r"[a-z0-9]+(?:['.\-][a-z0-9]+)*")  # on folded text: quotes are straight
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 MARKUP = re.compile(r"<\s*/?\s*[A-Za-z_|!?]|\|>|```")
 
@@ -39,8 +40,8 @@ _ZH_QUESTION = re.compile(
 
 
 def fold(text: str) -> str:
-    """NFKC and lower case: how content is compared."""
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC, lower case and straight quotes: how content is compared ("I’d" in a rewrite is the query's "I'd")."""
+    return unicodedata.normalize("NFKC", text).lower().translate(_QUOTES)
 
 
 def normalise(text: str) -> str:
@@ -51,9 +52,8 @@ def normalise(text: str) -> str:
 def _stem(word: str) -> str:
     """A light suffix stemmer, the same on both sides of a comparison: "organizes", "organized" and "organize" are
     one unit, as are "opening" and "open" (a rewrite that inflects a word of the conversation adds nothing)."""
-    for suffix in ("'s", "’s"):
-        if word.endswith(suffix):
-            word = word[: -len(suffix)]
+    if word.endswith("'s"):
+        word = word[:-2]
     if len(word) <= 3 or not word.isalpha():
         return word
     if word.endswith("ies") and len(word) > 4:
@@ -97,11 +97,12 @@ def units_of(texts: Iterable[str]) -> set[str]:
 def new_content(text: str, conversation: Sequence[str]) -> set[str]:
     """Units of ``text`` that the conversation does not support.
 
-    A CJK bigram also counts as supported when both its characters occur in the conversation: joining
-    "热干面" and "热量" creates the bigram "面热", which is no new content.
+    A CJK bigram also counts as supported when each of its characters occurs in the conversation or is a function
+    character: joining "热干面" and "热量" creates the bigram "面热", and "鲁滨逊漂流记" + "的" + "作者" the
+    bigrams "记的" and "的作", none of them new content.
     """
     conv_units = units_of(conversation)
-    conv_chars = set(fold("".join(conversation)))
+    conv_chars = set(fold("".join(conversation))) | ZH_FUNCTION_CHARS
     return {u for u in content_units(text) - conv_units if not (CJK_RUN.fullmatch(u) and set(u) <= conv_chars)}
 
 

@@ -100,6 +100,30 @@ def test_joining_two_conversation_words_is_not_new_content():
     assert GUARD.check("热干面热量高吗？", conv).decision == Decision.REWRITTEN  # "面热" spans two supported words
 
 
+def test_a_particle_or_a_curly_apostrophe_is_not_new_content():
+    # v9's dev and test outputs that the metric counted as unsupported: "的" joined to two words of the
+    # conversation, and the query's own "I'd" written with a typographic apostrophe
+    zh = parse_messages(
+        [
+            {"role": "user", "content": "推荐一本小说"},
+            {"role": "assistant", "content": "鲁滨逊漂流记"},
+            {"role": "user", "content": "作者是谁"},
+        ]
+    )
+    assert not new_content("鲁滨逊漂流记的作者是谁", [m.content for m in zh])
+    assert new_content("鲁滨逊漂流记的译者是谁", [m.content for m in zh]) == {"的译", "译者"}
+    en = parse_messages(
+        [
+            {"role": "user", "content": "Why did Bernie Sanders not release his records?"},
+            {"role": "assistant", "content": "He said his doctors' letters were enough."},
+            {"role": "user", "content": "Okay, I'd like to know more about his decision."},
+        ]
+    )
+    rewrite = "Okay, I’d like to know more about Bernie Sanders’ decision."
+    assert not new_content(rewrite, [m.content for m in en])
+    assert GUARD.check(rewrite, en).decision == Decision.REWRITTEN
+
+
 @pytest.mark.parametrize(
     "history, query, rewrite",
     [
