@@ -71,16 +71,20 @@ INIT_COMMIT := 1b13f2f
 SEED := 4
 EPOCHS := 0.117
 PROMPT_FORMAT := 2
+# INIT_COMMIT=none trains from the base alone (the format-4 trial from zero: INIT_COMMIT=none SEED=7 EPOCHS=1.62
+# PROMPT_FORMAT=4 ADAPTER_DIR=build/f4-zero-lora, RESUME=1 to continue its latest checkpoint).
+ifneq ($(INIT_COMMIT),none)
 INIT_ADAPTER := build/init-$(INIT_COMMIT).lora.gguf
 
 $(INIT_ADAPTER):
 	mkdir -p build && git show $(INIT_COMMIT):$(ADAPTER) > $@.tmp && mv $@.tmp $@
+endif
 
 adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base "$(EMBEDDED)" --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl --eval-limit 40 \
 		--out $(ADAPTER_DIR) --lora --rank 16 --alpha 32 --lr 3e-4 --batch 8 --max-len 384 --gate-ratio 0.1 --save-every 40 --epochs $(EPOCHS) \
 		--prompt-format $(PROMPT_FORMAT) --seed $(SEED) \
-		--init-adapter $(INIT_ADAPTER) $(if $(RESUME),--resume)
+		$(if $(INIT_ADAPTER),--init-adapter $(INIT_ADAPTER)) $(if $(RESUME),--resume)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 	# the gate's threshold, chosen on dev for this adapter, then written into its GGUF
 	$(PY) scripts/calibrate_gate.py --adapter-gguf $(ADAPTER) --adapter-dir $(ADAPTER_DIR) --mix $(MIX)
