@@ -71,6 +71,7 @@ class TrainReport(BaseModel):
     examples: int  # in the dataset (rewrite and gate examples)
     examples_trained: int = 0  # what the run's steps went through (a --max-steps run: fewer than ``examples``)
     steps: int
+    resumed_at: int = 0  # the checkpoint's step a --resume run continued from (0: from the start)
     seconds: float
     steps_per_second: float
     examples_per_second: float = 0.0
@@ -316,6 +317,8 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
     ckpt = out / CHECKPOINT_DIR
     if not options.benchmark:
         out.mkdir(parents=True, exist_ok=True)
+    if options.resume and not ckpt.exists() and _previous(ckpt).is_dir():
+        os.replace(_previous(ckpt), ckpt)  # stopped between _save's two renames
 
     model, hf_tok = load_base(base, four_bit=options.qlora)
     if options.qlora:
@@ -445,6 +448,7 @@ def train(options: TrainOptions, progress: Any | None = None) -> TrainReport:
         examples=len(examples),
         examples_trained=sum(len(batch_ids) for _, batch_ids in plan),
         steps=total,
+        resumed_at=start_step,
         seconds=round(seconds, 1),
         steps_per_second=round(done / seconds, 4) if seconds else 0.0,
         first_loss=round(losses[0], 4) if losses else float("nan"),
@@ -483,14 +487,22 @@ def _init_from_gguf(model: Any, path: Path, base: Any, options: TrainOptions) ->
         raise ConvertError(f"{path} covers {loaded} LoRA weights; the new adapter has more: same --targets")
 
 
+def _previous(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".old")
+
+
 def _save(model: Any, folder: Path, state: dict[str, Any]) -> None:
+    """Write the checkpoint beside ``folder``, then swap it in by renames: a kill at any instant leaves a whole
+    checkpoint in ``folder`` or, between the two renames, the previous one in its ``.old`` sibling."""
+    import shutil
+
     import torch
 
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp, old = folder.with_name(folder.name + ".tmp"), _previous(folder)
     model.save_pretrained(tmp)
     torch.save(state, tmp / "trainer_state.pt")
     if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
     os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -108,8 +108,11 @@ def test_resume_continues_from_the_checkpoint(base, records, tmp_path):
     assert first.examples_trained == 12 and first.examples == 12  # 3 steps of 4, of the 12 records' examples
     state = __import__("torch").load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 2
+    # stopped between the save's two renames: only the previous checkpoint, in checkpoint.old, is left
+    (out / "checkpoint").rename(out / "checkpoint.old")
     report = train(TrainOptions(**opts, resume=True))
     assert report.steps == 6 and report.steps_per_second > 0
+    assert report.resumed_at == 2 and not (out / "checkpoint.old").exists()
 
 
 def test_cli_errors(base, tmp_path):
