@@ -19,8 +19,8 @@ from .result import Decision
 from .text import CJK_RUN, MARKUP, adds_from, copied_chars, fold, is_question, new_content, new_loop, units_of
 
 _ANSWER_OPENERS = re.compile(
-    r"^(yes|no|sure|certainly|of course|here is|here's|it is|it's|the answer|是的|不是|当然|可以的|好的|答案)\b", re.I
-)
+    r"^(yes|no|sure|certainly|of course|here is|here's|it is|it's|the answer|是的|不是|当然|可以的|好的|答案)\b"
+)  # matched on fold(): "It’s" with a typographic apostrophe is "it's"
 
 
 def _weight(units: Iterable[str]) -> int:
@@ -89,7 +89,7 @@ class LeakageGuard:
             return GuardVerdict(
                 Decision.REJECTED_LEAKAGE, "content from the few-shot examples: " + ", ".join(leaked[:8])
             )
-        if _ANSWER_OPENERS.match(out) and not _ANSWER_OPENERS.match(query.strip()):
+        if _ANSWER_OPENERS.match(fold(out)) and not _ANSWER_OPENERS.match(fold(query.strip())):
             return GuardVerdict(Decision.REJECTED_ANSWER, "output starts like an answer")
         if is_question(query) and not is_question(out):
             return GuardVerdict(Decision.REJECTED_ANSWER, "the query is a question but the output is not")

@@ -180,3 +180,11 @@ def test_an_output_that_only_respells_the_query_keeps_the_query():
     assert (
         GUARD.check("How tall is the Irish Wolfhound?", _chat(*about, "How tall is it?")).decision == Decision.REWRITTEN
     )
+
+
+@pytest.mark.parametrize("apostrophe", ["'", "’"])
+def test_an_answer_opener_is_caught_with_either_apostrophe(apostrophe: str):
+    # the query is no question, so only the opener check can tell this output is an answer
+    messages = parse_messages([*EN[:2], {"role": "user", "content": "Tell me more about NumPy's speed."}])
+    answer = f"It{apostrophe}s faster because NumPy loops run in compiled C."
+    assert GUARD.check(answer, messages).decision == Decision.REJECTED_ANSWER
