@@ -71,8 +71,8 @@ INIT_COMMIT := 1b13f2f
 SEED := 4
 EPOCHS := 0.117
 PROMPT_FORMAT := 2
-# INIT_COMMIT=none trains from the base alone (the format-4 trial from zero: INIT_COMMIT=none SEED=7 EPOCHS=1.62
-# PROMPT_FORMAT=4 ADAPTER_DIR=build/f4-zero-lora, RESUME=1 to continue its latest checkpoint).
+# INIT_COMMIT=none trains from the base alone (the format-4 trial from zero, measured and not shipped: INIT_COMMIT=none
+# SEED=7 EPOCHS=1.62 PROMPT_FORMAT=4 ADAPTER_DIR=build/f4-zero-lora, RESUME=1 to continue its latest checkpoint).
 ifneq ($(INIT_COMMIT),none)
 INIT_ADAPTER := build/init-$(INIT_COMMIT).lora.gguf
 
@@ -100,14 +100,20 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 # Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, trained in --resume segments to
 # v4's budget in examples: --epochs 1.791 = 1,250 steps x 8 = 10,000 (v4: v1's 8,000 + 2,000). gemma-checkpoint ships
 # the finished adapter (or, mid-run, the latest checkpoint) with gate and confidence calibrated on dev.
+# The shipped one trained on recipes/default.toml (`make gemma-train RECIPE=recipes/default.toml`). The trial on v9's
+# recipe at v9's budget (#24: both bases on the same data): GEMMA_DIR=build/gemma/v9 GEMMA_EPOCHS=1.62
+# GEMMA_MAX_STEPS=2773 GEMMA_SEED=7 (2,773 steps x 8 = 22,184 examples, as the format-4 run from zero).
 GEMMA_DIR := build/gemma/adapter
 GEMMA_SHIP := build/gemma/ship
 GEMMA_ADAPTER := qr_edge/assets/gemma3-270m-rewrite.lora.gguf
+GEMMA_EPOCHS := 1.791
+GEMMA_MAX_STEPS := 1250
+GEMMA_SEED := 0
 
 gemma-train: $(VENV)/.convert mix
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base gemma3-270m --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl \
 		--eval-limit 40 --out $(GEMMA_DIR) --lora --rank 16 --alpha 32 --lr 5e-4 --batch 8 --max-len 384 --gate-ratio 0.1 \
-		--save-every 40 --epochs 1.791 --max-steps 1250 --prompt-format 2 --resume
+		--save-every 40 --epochs $(GEMMA_EPOCHS) --max-steps $(GEMMA_MAX_STEPS) --prompt-format 2 --seed $(GEMMA_SEED) --resume
 
 # A trial, measured and not shipped (model card): the adapter above continued on this mix for 6,000 more examples,
 # as v5 + v6 continued v4 (--epochs 0.78 = 750 steps x 8, one order, the LR decaying to the last step). Ship it for
