@@ -97,27 +97,26 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
 
-# Gemma 3 270M's adapter (by name, not the default): LoRA from zero on the same mix, trained in --resume segments to
-# v4's budget in examples: --epochs 1.791 = 1,250 steps x 8 = 10,000 (v4: v1's 8,000 + 2,000). gemma-checkpoint ships
-# the finished adapter (or, mid-run, the latest checkpoint) with gate and confidence calibrated on dev.
-# The shipped one trained on recipes/default.toml (`make gemma-train RECIPE=recipes/default.toml`). The trial on v9's
-# recipe at v9's budget (#24: both bases on the same data): GEMMA_DIR=build/gemma/v9 GEMMA_EPOCHS=1.62
-# GEMMA_MAX_STEPS=2773 GEMMA_SEED=7 (2,773 steps x 8 = 22,184 examples, as the format-4 run from zero).
-GEMMA_DIR := build/gemma/adapter
+# Gemma 3 270M's adapter (by name, not the default): LoRA from zero on v9's mix at v9's budget in examples, trained in
+# --resume segments: --epochs 1.62 = 2,773 steps x 8 = 22,184 examples (#24: both bases on the same data).
+# gemma-checkpoint ships the finished adapter (or, mid-run, the latest checkpoint) with gate and confidence calibrated
+# on dev. The one it replaced (commit 874c9f9, v4's budget on recipes/default.toml): `make gemma-train
+# RECIPE=recipes/default.toml GEMMA_DIR=build/gemma/adapter GEMMA_EPOCHS=1.791 GEMMA_MAX_STEPS=1250 GEMMA_SEED=0`.
+GEMMA_DIR := build/gemma/v9
 GEMMA_SHIP := build/gemma/ship
 GEMMA_ADAPTER := qr_edge/assets/gemma3-270m-rewrite.lora.gguf
-GEMMA_EPOCHS := 1.791
-GEMMA_MAX_STEPS := 1250
-GEMMA_SEED := 0
+GEMMA_EPOCHS := 1.62
+GEMMA_MAX_STEPS := 2773
+GEMMA_SEED := 7
 
 gemma-train: $(VENV)/.convert mix
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC)) $(QR) train --base gemma3-270m --data $(MIX)/train.jsonl --eval $(MIX)/dev-task-cqr.jsonl \
 		--eval-limit 40 --out $(GEMMA_DIR) --lora --rank 16 --alpha 32 --lr 5e-4 --batch 8 --max-len 384 --gate-ratio 0.1 \
 		--save-every 40 --epochs $(GEMMA_EPOCHS) --max-steps $(GEMMA_MAX_STEPS) --prompt-format 2 --seed $(GEMMA_SEED) --resume
 
-# A trial, measured and not shipped (model card): the adapter above continued on this mix for 6,000 more examples,
-# as v5 + v6 continued v4 (--epochs 0.78 = 750 steps x 8, one order, the LR decaying to the last step). Ship it for
-# measuring with `make gemma-checkpoint GEMMA_DIR=$(GEMMA_CONTINUED)` (it replaces the shipped file; `git checkout` brings it back).
+# A trial, measured and not shipped (model card): Gemma's previous adapter (874c9f9) continued on v5's mix for 6,000
+# more examples, as v5 + v6 continued v4 (--epochs 0.78 = 750 steps x 8, one order, the LR decaying to the last step).
+# Ship it for measuring with `make gemma-checkpoint GEMMA_DIR=$(GEMMA_CONTINUED)` (it replaces the shipped file; `git checkout` brings it back).
 GEMMA_INIT_COMMIT := 874c9f9
 GEMMA_INIT := build/init-gemma-$(GEMMA_INIT_COMMIT).lora.gguf
 GEMMA_CONTINUED := build/gemma/continued
