@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -270,7 +271,8 @@ class Rewriter:
         held_back = None  # the rewrite the bar keeps from the result, still searched beside the query
         if bar is not None and confidence is not None and confidence < bar and rewrite != query:
             held_back, rewrite, decision = rewrite, query, Decision.KEPT_LOW_CONFIDENCE
-            reason = f"confidence {confidence:.2f} is below min_confidence {bar:.2f}"
+            # rounded down, so that a confidence just under the bar never reads as equal to it
+            reason = f"confidence {math.floor(confidence * 1000) / 1000:.3f} is below min_confidence {bar:g}"
         return RewriteResult(
             query=query,
             rewrite=rewrite,

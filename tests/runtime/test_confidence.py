@@ -4,6 +4,7 @@ right (checked against llama.cpp's own logits of the same tokens), with no extra
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -205,10 +206,12 @@ def test_calibration_is_fitted_on_dev_cases_and_applied_from_the_adapter(tmp_pat
 def test_min_confidence_keeps_the_query_with_its_own_decision(default):
     rewritten = default.rewrite(CONVERSATION)  # the default rewrites this follow-up (the README's example)
     assert rewritten.decision == Decision.REWRITTEN and rewritten.changed and rewritten.confidence < 1.0
-    strict = Rewriter(n_ctx=2048, min_confidence=min(1.0, rewritten.confidence + 0.01))
+    strict = Rewriter(n_ctx=2048, min_confidence=min(1.0, rewritten.confidence + 0.001))
     kept = strict.rewrite(CONVERSATION)
     assert kept.decision == Decision.KEPT_LOW_CONFIDENCE and kept.rewrite == kept.query and not kept.changed
     assert kept.confidence == rewritten.confidence and "below min_confidence" in kept.reason
+    shown, bar = (float(word) for word in re.findall(r"\d\.\d+|\d", kept.reason))
+    assert shown < bar  # the reason never reads "0.76 is below 0.76"
     assert kept.raw_output == rewritten.raw_output  # same model call, only the decision differs
     # the held-back rewrite is still searched, beside the query; a sure rewrite is searched alone
     assert kept.queries == [kept.query, rewritten.rewrite] and rewritten.queries == [rewritten.rewrite]
