@@ -9,6 +9,8 @@ Augmentations:
   ``unchanged`` case (the standalone form must be left alone);
 - ``legacy``: a case whose rewrite needs the assistant's answer, shown queries-only, becomes a
   ``missing_context`` case (keep the query rather than guess).
+A source with ``select = "depends_on_assistant"`` trains only on the rewrites that take content from an assistant
+turn (a second source on a corpus that is already in the mix, to weight the follow-ups that point at the answer).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import random
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ..atomic_file import write_text_atomic
 from ..errors import InputFileError
@@ -55,6 +57,7 @@ class SourceSpec(BaseModel):
     test: int = 0
     rewrite_as_query: float = 0.0
     legacy: float = 0.0
+    select: Literal["all", "depends_on_assistant"] = "all"  # which of the corpus's training records to draw from
 
     @field_validator("kind")
     @classmethod
@@ -66,6 +69,12 @@ class SourceSpec(BaseModel):
     @property
     def is_corpus(self) -> bool:
         return self.kind in FORMATS
+
+    @model_validator(mode="after")
+    def _select_needs_a_corpus(self) -> SourceSpec:
+        if self.select != "all" and not self.is_corpus:
+            raise ValueError(f"source {self.name}: select applies to a corpus, not to the generator {self.kind!r}")
+        return self
 
 
 class Recipe(BaseModel):
@@ -203,6 +212,8 @@ def build_mix(recipe_path: str | Path, out_dir: str | Path, data_dir: str | Path
             held[f"dev-{spec.style}"] += [r for r in held_pool if _group(r) in dev_g]
             held[f"test-{spec.style}"] += [r for r in held_pool if _group(r) in test_g]
             pool = [r for r in pool if _group(r) not in dev_g | test_g]
+            if spec.select == "depends_on_assistant":
+                pool = [r for r in pool if r.depends_on_assistant()]
             rng.shuffle(pool)
             if spec.train:
                 pool = pool[: spec.train]

@@ -148,6 +148,45 @@ def test_a_recipe_extends_another_by_source_name(tmp_path):
             build_mix(tmp_path / "loop.toml", tmp_path / "out")
 
 
+def test_a_source_can_select_the_rewrites_that_take_from_an_answer(tmp_path):
+    """A second source on a corpus adds its answer-referring rewrites once more, and never a held-out topic's."""
+    topics = [
+        {
+            "conv_id": c,
+            "turns": [
+                {"turn_id": 1, "question": f"tell me about topic{c}", "response": f"topic{c} lives with zebras{c}"},
+                {"turn_id": 2, "question": "where do they live", "manual_rewrite": f"where do zebras{c} live"},
+                {"turn_id": 3, "question": "how old is it", "manual_rewrite": f"how old is topic{c}"},
+            ],
+        }
+        for c in range(6)
+    ]
+    for t in topics:
+        t["turns"][0]["manual_rewrite"] = t["turns"][0]["question"]
+    (tmp_path / "cast.json").write_text(json.dumps(topics), encoding="utf-8")
+    (tmp_path / "recipe.toml").write_text(
+        '[[sources]]\nname = "cast"\nkind = "cast"\npath = "cast.json"\nstyle = "s"\ndev = 1\ntest = 1\n'
+        '[[sources]]\nname = "cast-answer"\nkind = "cast"\npath = "cast.json"\nstyle = "s"\n'
+        'select = "depends_on_assistant"\n',
+        encoding="utf-8",
+    )
+    build_mix(tmp_path / "recipe.toml", tmp_path / "out")
+    files = _files(tmp_path / "out")
+    train = [r.id for r in files["train.jsonl"]]
+    held = {r.conversation for name in ("dev-s.jsonl", "test-s.jsonl") for r in files[name]}
+    assert len(held) == 2 and not {r.conversation for r in files["train.jsonl"]} & held
+    # four training topics: each "where do they live" (zebras come from the answer) twice, "how old is it" once
+    assert sorted(train) == sorted(
+        [f"cast-{c}-2" for c in range(6) if f"cast-{c}" not in held] * 2
+        + [f"cast-{c}-3" for c in range(6) if f"cast-{c}" not in held]
+    )
+    (tmp_path / "gen.toml").write_text(
+        '[[sources]]\nname = "g"\nkind = "synthetic"\nstyle = "g"\nselect = "depends_on_assistant"\n'
+    )
+    with pytest.raises(InputFileError, match="select applies to a corpus"):
+        build_mix(tmp_path / "gen.toml", tmp_path / "out2")
+
+
 def test_bad_recipe_is_a_typed_error(tmp_path):
     (tmp_path / "r.toml").write_text("seed = [unclosed")
     with pytest.raises(InputFileError, match="r.toml"):
@@ -215,7 +254,7 @@ def test_slot_dialogues_complete_the_fragment_from_the_conversation_and_hold_out
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
-@pytest.mark.parametrize("recipe", ["default.toml", "v7.toml", "v8.toml", "v9.toml"])
+@pytest.mark.parametrize("recipe", ["default.toml", "v7.toml", "v8.toml", "v9.toml", "trial-answer.toml"])
 def test_shipped_recipe_splits_do_not_overlap(tmp_path, recipe):
     card = build_mix(ROOT / "recipes" / recipe, tmp_path)
     assert card.files["train.jsonl"]["records"] >= 4500
@@ -241,7 +280,12 @@ def test_shipped_recipe_splits_do_not_overlap(tmp_path, recipe):
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the public corpora folder ../shared/data is not beside this checkout")
 @pytest.mark.parametrize(
     ("before", "after", "style"),
-    [("default.toml", "v7.toml", "task-assistant"), ("v7.toml", "v8.toml", "task-slot"), ("v8.toml", "v9.toml", None)],
+    [
+        ("default.toml", "v7.toml", "task-assistant"),
+        ("v7.toml", "v8.toml", "task-slot"),
+        ("v8.toml", "v9.toml", None),
+        ("v9.toml", "trial-answer.toml", None),
+    ],
 )
 def test_a_recipe_keeps_every_held_out_file_of_the_recipe_it_extends(tmp_path, before, after, style):
     """Adapters are compared on the same files: a later recipe only adds its new style's dev and test files."""
