@@ -98,6 +98,9 @@ adapter: $(VENV)/.convert mix $(INIT_ADAPTER)
 		--min-confidence 0 --out build/eval/adapter-dev.json --cases build/eval/adapter-dev.cases.jsonl
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/adapter-dev.cases.jsonl --adapter-dir $(ADAPTER_DIR)
 	$(QR) convert --base "$(EMBEDDED)" --adapter $(ADAPTER_DIR) --adapter-only --out $(ADAPTER) --force
+	# the dev figures as Rewriter() gives them: the cases scored with the map just written, at its bar
+	$(PY) scripts/replay_bar.py --cases build/eval/adapter-dev.cases.jsonl --data $(wildcard $(MIX)/dev-*.jsonl) \
+		--map $(ADAPTER) --out build/eval/adapter-dev-bar.json
 
 # Gemma 3 270M's adapter (by name, not the default): LoRA from zero on v9's mix at v9's budget in examples, trained in
 # --resume segments: --epochs 1.62 = 2,773 steps x 8 = 22,184 examples (#24: both bases on the same data).
@@ -148,6 +151,8 @@ gemma-checkpoint: $(VENV)/.convert
 		--min-confidence 0 --out build/eval/gemma-dev.json --cases build/eval/gemma-dev.cases.jsonl
 	$(PY) scripts/calibrate_confidence.py --cases build/eval/gemma-dev.cases.jsonl --adapter-dir $(GEMMA_SHIP)
 	$(QR) convert --base gemma3-270m --adapter $(GEMMA_SHIP) --adapter-only --out $(GEMMA_ADAPTER) --force
+	$(PY) scripts/replay_bar.py --cases build/eval/gemma-dev.cases.jsonl --data $(wildcard $(MIX)/dev-*.jsonl) \
+		--map $(GEMMA_ADAPTER) --out build/eval/gemma-dev-bar.json
 
 eval-adapter: $(VENV)/.all
 	$(QR) eval $(foreach f,$(wildcard $(MIX)/test-*.jsonl),--data $(f)) --baselines --limit 60 --out build/eval-default.json

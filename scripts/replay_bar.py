@@ -5,7 +5,8 @@ A bar only chooses, per case, between the rewrite and the query (the model call 
 query, as `Rewriter(min_confidence=...)` would return. At bar 0 the rows equal the eval's own, field for field.
 ``--limit`` keeps the first N cases of each style (e.g. the first 30 per dev file, as an older table used).
 ``--map ADAPTER.gguf`` scores every case again with the confidence map that adapter records (from the candidate
-scores the cases keep), for cases evaluated before its map was refitted.
+scores the cases keep), for cases evaluated before its map was refitted (the Makefile's dev eval runs before the map
+is fitted on it); without ``--bar`` the bar is the one that map records, as ``Rewriter()`` applies it.
 
     python scripts/replay_bar.py --cases build/eval/v6-test.cases.jsonl --data build/mix/test-*.jsonl \
         --bar 0.64 --out build/eval/v6-test-bar.json
@@ -60,7 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, required=True, help="qr-edge eval --cases JSONL (run with the bar off)")
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="the dataset files those cases came from")
-    parser.add_argument("--bar", type=float, required=True, help="min_confidence to replay (0: as evaluated)")
+    parser.add_argument(
+        "--bar", type=float, help="min_confidence to replay (0: as evaluated; default: the --map adapter's own bar)"
+    )
     parser.add_argument("--limit", type=int, help="the first N cases of each style only")
     parser.add_argument("--map", type=Path, help="score the cases again with this GGUF adapter's confidence map")
     parser.add_argument(
@@ -72,6 +75,11 @@ def main() -> None:
     cases = [CaseResult.model_validate_json(line) for line in lines if line.strip()]
     if args.map:
         cases = rescored(cases, args.map)
+    if args.bar is None:
+        calibration = file_calibration(args.map) if args.map else None
+        if calibration is None or calibration.min_confidence is None:
+            parser.error("--bar is needed unless --map names an adapter that records its bar")
+        args.bar = calibration.min_confidence
     if args.limit:
         seen: Counter[str] = Counter()
         kept = []

@@ -270,12 +270,13 @@ def test_eval_and_bench_refuse_an_output_in_a_missing_folder_before_they_run(tmp
 
 def test_replay_bar_reproduces_the_eval_at_bar_0_and_keeps_every_query_at_bar_1(tmp_path):
     """scripts/replay_bar.py on a real eval's cases: bar 0 gives the eval's own rows, a bar above every confidence
-    gives the never-rewrite figures, --map with the adapter the eval ran changes nothing, and cases from a file not
-    given are refused with a non-zero exit."""
+    gives the never-rewrite figures, --map with the adapter the eval ran changes nothing (and without --bar applies
+    that adapter's own bar), and cases from a file not given are refused with a non-zero exit."""
     import subprocess
     import sys
     from pathlib import Path
 
+    from qr_edge.confidence import file_calibration
     from qr_edge.model_source import bundled_adapter_path
 
     data = tmp_path / "d.jsonl"
@@ -306,6 +307,12 @@ def test_replay_bar_reproduces_the_eval_at_bar_0_and_keeps_every_query_at_bar_1(
     proc = replay("--data", str(data), "--bar", "0", "--map", bundled_adapter_path(), "--out", str(mapped))
     assert proc.returncode == 0, proc.stderr
     assert qr_edge_rows(mapped) == qr_edge_rows(report)
+    # without --bar, --map's own bar: the rows Rewriter() gives by default; with neither, a usage error
+    own = tmp_path / "own.json"
+    assert replay("--data", str(data), "--map", bundled_adapter_path(), "--out", str(own)).returncode == 0
+    assert json.loads(own.read_text())["bar"] == file_calibration(bundled_adapter_path()).min_confidence > 0
+    no_bar = replay("--data", str(data), "--out", str(tmp_path / "nobar.json"))
+    assert no_bar.returncode == 2 and "--bar is needed" in no_bar.stderr
     other = tmp_path / "other.jsonl"
     write_dataset([RewriteRecord(id="zz", lang="en", messages=CONV, rewrite="x", label="rewritten")], other)
     refused = replay("--data", str(other), "--bar", "0", "--out", str(tmp_path / "no.json"))
