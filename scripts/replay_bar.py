@@ -24,16 +24,13 @@ from pathlib import Path
 
 from qr_edge import Decision
 from qr_edge.atomic_file import write_text_atomic
-from qr_edge.confidence import file_calibration, search_queries
+from qr_edge.confidence import Calibration, file_calibration, search_queries
 from qr_edge.data.dataset import read_dataset
 from qr_edge.evaluate.quality import CaseResult, metric_rows
 
 
-def rescored(cases: list[CaseResult], adapter: Path) -> list[CaseResult]:
-    """The cases with the confidence ``adapter``'s map gives their scores."""
-    calibration = file_calibration(adapter)
-    if calibration is None:
-        raise SystemExit(f"{adapter} records no confidence map this runtime reads")
+def rescored(cases: list[CaseResult], calibration: Calibration) -> list[CaseResult]:
+    """The cases with the confidence an adapter's map gives their scores."""
     return [
         c.model_copy(update={"confidence": calibration(c.confidence_scores)}) if c.confidence_scores else c
         for c in cases
@@ -73,10 +70,13 @@ def main() -> None:
     args = parser.parse_args()
     lines = args.cases.read_text(encoding="utf-8").splitlines()
     cases = [CaseResult.model_validate_json(line) for line in lines if line.strip()]
+    calibration = None
     if args.map:
-        cases = rescored(cases, args.map)
+        calibration = file_calibration(args.map)
+        if calibration is None:
+            raise SystemExit(f"{args.map} records no confidence map this runtime reads")
+        cases = rescored(cases, calibration)
     if args.bar is None:
-        calibration = file_calibration(args.map) if args.map else None
         if calibration is None or calibration.min_confidence is None:
             parser.error("--bar is needed unless --map names an adapter that records its bar")
         args.bar = calibration.min_confidence
