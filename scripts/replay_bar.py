@@ -72,7 +72,10 @@ def main() -> None:
     cases = [CaseResult.model_validate_json(line) for line in lines if line.strip()]
     calibration = None
     if args.map:
-        calibration = file_calibration(args.map)
+        try:
+            calibration = file_calibration(args.map)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--map {args.map}: not a readable GGUF adapter ({exc})") from None
         if calibration is None:
             raise SystemExit(f"{args.map} records no confidence map this runtime reads")
         cases = rescored(cases, calibration)

@@ -313,6 +313,9 @@ def test_replay_bar_reproduces_the_eval_at_bar_0_and_keeps_every_query_at_bar_1(
     assert json.loads(own.read_text())["bar"] == file_calibration(bundled_adapter_path()).min_confidence > 0
     no_bar = replay("--data", str(data), "--out", str(tmp_path / "nobar.json"))
     assert no_bar.returncode == 2 and "--bar is needed" in no_bar.stderr
+    not_gguf = replay("--data", str(data), "--map", str(data), "--out", str(tmp_path / "nogguf.json"))
+    assert not_gguf.returncode == 1 and "not a readable GGUF adapter" in not_gguf.stderr
+    assert "Traceback" not in not_gguf.stderr
     other = tmp_path / "other.jsonl"
     write_dataset([RewriteRecord(id="zz", lang="en", messages=CONV, rewrite="x", label="rewritten")], other)
     refused = replay("--data", str(other), "--bar", "0", "--out", str(tmp_path / "no.json"))
