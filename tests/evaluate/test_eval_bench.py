@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from qr_edge.data.dataset import RewriteRecord, write_dataset
 from qr_edge.evaluate.bench import requests
 from qr_edge.evaluate.quality import CaseResult, metric_rows, normalise
@@ -321,3 +323,43 @@ def test_replay_bar_reproduces_the_eval_at_bar_0_and_keeps_every_query_at_bar_1(
     refused = replay("--data", str(other), "--bar", "0", "--out", str(tmp_path / "no.json"))
     assert refused.returncode != 0 and "in none of the --data files" in refused.stderr
     assert not (tmp_path / "no.json").exists()
+
+
+def test_sample_ceiling_scores_every_way_of_choosing_among_the_candidates(tmp_path):
+    """scripts/sample_ceiling.py with the default Rewriter(): full conversations only, the greedy rewrite and N samples
+    per case, the consensus one of them, and an oracle no choice among them can beat; a missing file is a clear error."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "dev-en-x.jsonl"
+    queries_only = [{"role": "user", "content": "Tell me about Rust."}, {"role": "user", "content": "Is it hard?"}]
+    write_dataset(
+        [
+            RewriteRecord(id="full", lang="en", messages=CONV, rewrite="Is Rust hard to learn?", label="rewritten"),
+            RewriteRecord(id="legacy", lang="en", messages=queries_only, rewrite="Is Rust hard?", label="rewritten"),
+        ],
+        data,
+    )
+    script = Path(__file__).resolve().parents[2] / "scripts" / "sample_ceiling.py"
+    out = tmp_path / "ceiling.json"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(data), "--samples", "3", "--out", str(out)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    cases = json.loads(out.read_text())["dev-en-x"]
+    assert [c["id"] for c in cases] == ["full"]  # the queries-only record goes through the gate, not here
+    (case,) = cases
+    assert len(case["candidates"]) == 4 and case["candidates"][0] == case["greedy"]
+    assert case["consensus"] in case["candidates"]
+    scores = case["bleu"]
+    assert scores["never"] < scores["greedy"] == scores["oracle"] == pytest.approx(1.0)  # "it" resolved to Rust
+    assert all(scores["oracle"] >= scores[s] for s in ("never", "greedy", "greedy_bar", "consensus"))
+    assert proc.stdout.startswith("| style |") and "| dev-en-x | 1 |" in proc.stdout  # the progress bar is on stderr
+    missing = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and "nope.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "x.json").exists()
